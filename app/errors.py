@@ -1,0 +1,195 @@
+"""Typed errors and the one place that renders them as RFC 9457 ``application/problem+json``.
+
+Services raise subclasses of :class:`AppError`; they carry the HTTP status and a stable
+problem ``type``. Framework errors (validation, unknown route, wrong method) are mapped
+here too, so that every 4xx a client sees has the same shape.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_BASE = "https://sladesk.dev/problems/"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+logger = logging.getLogger("sladesk.errors")
+
+
+def problem_type(slug: str) -> str:
+    return PROBLEM_BASE + slug
+
+
+class AppError(Exception):
+    """Base of every error a service raises on purpose."""
+
+    status: int = 500
+    slug: str = "internal-error"
+    title: str = "Internal server error"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+        self.headers: dict[str, str] = {}
+
+    def to_problem(self, instance: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": problem_type(self.slug),
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if instance:
+            body["instance"] = instance
+        body.update(self.extra)
+        return body
+
+
+class BadRequest(AppError):
+    status, slug, title = 400, "bad-request", "Bad request"
+
+
+class MalformedJSON(AppError):
+    status, slug, title = 400, "malformed-json", "Malformed JSON body"
+
+
+class Unauthorized(AppError):
+    status, slug, title = 401, "unauthorized", "Missing or invalid API key"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.headers["WWW-Authenticate"] = 'Bearer realm="sladesk"'
+
+
+class Forbidden(AppError):
+    status, slug, title = 403, "forbidden", "Not allowed for this API key"
+
+
+class NotFound(AppError):
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class MethodNotAllowed(AppError):
+    status, slug, title = 405, "method-not-allowed", "Method not allowed"
+
+
+class Conflict(AppError):
+    status, slug, title = 409, "conflict", "Conflict with the current state"
+
+
+class PreconditionFailed(AppError):
+    status, slug, title = 412, "precondition-failed", "Precondition failed"
+
+
+class PayloadTooLarge(AppError):
+    status, slug, title = 413, "payload-too-large", "Request body too large"
+
+
+class UnsupportedMediaType(AppError):
+    status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
+
+
+class ValidationFailed(AppError):
+    """A 422 about the request's content, with the list of bad fields."""
+
+    status, slug, title = 422, "validation-error", "The request is not valid"
+
+    def __init__(self, detail: str, errors: list[dict[str, Any]] | None = None, **extra: Any):
+        super().__init__(detail, errors=errors or [], **extra)
+
+
+class ServiceUnavailable(AppError):
+    status, slug, title = 503, "service-unavailable", "Service unavailable"
+
+
+def field_error(field: str, message: str, kind: str = "invalid") -> dict[str, Any]:
+    """One entry of a validation problem's ``errors`` list."""
+    return {"field": field, "message": message, "type": kind}
+
+
+def invalid_field(field: str, message: str, kind: str = "invalid") -> ValidationFailed:
+    return ValidationFailed(f"{field}: {message}", [field_error(field, message, kind)])
+
+
+def problem_response(error: AppError, request: Request | None = None) -> JSONResponse:
+    instance = request.url.path if request is not None else None
+    return JSONResponse(
+        error.to_problem(instance),
+        status_code=error.status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=error.headers or None,
+    )
+
+
+def _loc_to_field(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        source, rest = parts[0], parts[1:]
+    else:
+        source, rest = "body", parts
+    path = ""
+    for part in rest:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return f"{source}.{path}" if path else source
+
+
+def _validation_problem(exc: RequestValidationError) -> AppError:
+    errors = list(exc.errors())
+    if any(err.get("type") == "json_invalid" for err in errors):
+        ctx = errors[0].get("ctx") or {}
+        reason = ctx.get("error", "could not be parsed")
+        return MalformedJSON(f"The request body is not valid JSON: {reason}.")
+    fields = []
+    for err in errors:
+        kind = str(err.get("type", "invalid"))
+        message = str(err.get("msg", "invalid value"))
+        if kind == "extra_forbidden":
+            message = "unknown field; remove it (see the schema in /docs)"
+        elif kind == "timezone_aware":
+            message = "must carry a timezone offset, e.g. 2026-03-06T17:00:00-08:00 or ...Z"
+        fields.append(field_error(_loc_to_field(err.get("loc", ())), message, kind))
+    summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:3])
+    if len(fields) > 3:
+        summary += f"; and {len(fields) - 3} more"
+    return ValidationFailed(summary, fields)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_app_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, AppError)
+        return problem_response(exc, request)
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return problem_response(_validation_problem(exc), request)
+
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        error: AppError
+        if exc.status_code == 404:
+            error = NotFound(f"No route {request.method} {request.url.path}; see /docs.")
+        elif exc.status_code == 413:
+            error = PayloadTooLarge(str(exc.detail))
+        elif exc.status_code == 405:
+            error = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}.")
+            if exc.headers and "allow" in {k.lower() for k in exc.headers}:
+                error.headers.update(exc.headers)
+        else:
+            error = AppError(str(exc.detail))
+            error.status, error.slug, error.title = exc.status_code, "http-error", "HTTP error"
+        return problem_response(error, request)
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error", extra={"path": request.url.path})
+        return problem_response(AppError("An unexpected error occurred; it was logged."), request)
+
+    app.add_exception_handler(AppError, on_app_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)

@@ -1,0 +1,100 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app import __version__
+from app.config import Settings, get_settings
+from app.db import make_engine, make_sessionmaker
+from app.errors import install_error_handlers
+from app.migrate import head_revision
+from app.observability import (
+    BodyLimitMiddleware,
+    Metrics,
+    RequestContextMiddleware,
+    install_request_id_factory,
+)
+from app.openapi import install_openapi
+from app.routers import agents, api_keys, health, organizations
+from app.workers.runner import running_workers
+
+DESCRIPTION = """
+Support desk backend: entitlements, SLA clocks in business time, escalations, webhooks.
+
+**Authentication**: every `/v1` endpoint needs `Authorization: Bearer <API key>`.
+Roles: `admin`, `agent`, `customer` (bound to one organization; another organization's
+resources answer 404).
+
+**Errors** are RFC 9457 `application/problem+json` with a stable `type`.
+
+**Lists** use cursor pagination: `limit` (default 50, max 200) and `cursor` (the
+`next_cursor` of the previous page).
+
+**Instants** are ISO 8601 with an offset (a naive timestamp is refused with a 422).
+"""
+
+
+def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None = None) -> FastAPI:
+    """Build the API. Given an ``engine`` (tests, the CLI), the app uses it and does not
+    dispose of it; otherwise it makes one from ``settings.database_url`` at start-up."""
+    settings = settings or get_settings()
+    install_request_id_factory()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_engine = None
+        if not hasattr(app.state, "engine"):
+            if settings.database_url is None:
+                raise RuntimeError("SLADESK_DATABASE_URL is not set")
+            own_engine = make_engine(settings.database_url.get_secret_value(), settings)
+            _bind(app, own_engine)
+        try:
+            if settings.run_workers:
+                async with running_workers(app.state.engine, settings):
+                    yield
+            else:
+                yield
+        finally:
+            if own_engine is not None:
+                await own_engine.dispose()
+
+    app = FastAPI(
+        title="sladesk",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    app.state.migration_head = head_revision()
+    if engine is not None:
+        _bind(app, engine)
+
+    install_error_handlers(app)
+    install_openapi(app)
+    for router in (health.router, api_keys.router, organizations.router, agents.router):
+        app.include_router(router)
+
+    # Outermost last: the request id and metrics see everything, the limit sits inside.
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["ETag", "X-Request-ID", "Location"],
+        )
+    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
+    return app
+
+
+def _bind(app: FastAPI, engine: AsyncEngine) -> None:
+    app.state.engine = engine
+    app.state.sessionmaker = make_sessionmaker(engine)

@@ -1,0 +1,42 @@
+"""API keys: stored as a SHA-256 hash; the key itself is shown once, at creation."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, Column, ForeignKey, String
+from sqlmodel import Field
+
+from app.models.base import Entity, timestamptz
+
+
+class ApiKey(Entity, table=True):
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        CheckConstraint("role IN ('admin', 'agent', 'customer')", name="role"),
+        # A customer key is bound to exactly one organization; staff keys to none.
+        CheckConstraint(
+            "(role = 'customer') = (organization_id IS NOT NULL)", name="customer_organization"
+        ),
+        CheckConstraint("contact_id IS NULL OR role = 'customer'", name="contact_customer_only"),
+    )
+
+    name: str = Field(max_length=200)
+    prefix: str = Field(max_length=16, index=True)
+    key_hash: str = Field(max_length=64, unique=True)
+    role: str = Field(sa_type=String(20))
+    organization_id: uuid.UUID | None = Field(
+        default=None,
+        sa_column=Column(ForeignKey("organizations.id", ondelete="CASCADE"), nullable=True),
+    )
+    contact_id: uuid.UUID | None = Field(
+        default=None,
+        sa_column=Column(ForeignKey("contacts.id", ondelete="CASCADE"), nullable=True),
+    )
+    agent_id: uuid.UUID | None = Field(
+        default=None,
+        sa_column=Column(ForeignKey("agents.id", ondelete="SET NULL"), nullable=True),
+    )
+    expires_at: datetime | None = timestamptz(nullable=True, default=None)
+    revoked_at: datetime | None = timestamptz(nullable=True, default=None)

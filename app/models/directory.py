@@ -1,0 +1,62 @@
+"""Organizations (the customers), their contacts, and the vendor's agents."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, Column, ForeignKey, Index, SmallInteger, String, text
+from sqlmodel import Field
+
+from app.models.base import Entity, timestamptz
+
+
+class Organization(Entity, table=True):
+    __tablename__ = "organizations"
+    __table_args__ = (
+        Index("ux_organizations_name_lower", text("lower(name)"), unique=True),
+        Index("ix_organizations_created_at_id", "created_at", "id"),
+    )
+
+    name: str = Field(max_length=200)
+    external_ref: str | None = Field(default=None, max_length=100)
+    notes: str | None = Field(default=None, max_length=4000)
+    active: bool = Field(default=True)
+
+
+class Contact(Entity, table=True):
+    __tablename__ = "contacts"
+    __table_args__ = (
+        Index(
+            "ux_contacts_organization_id_email_lower",
+            "organization_id",
+            text("lower(email)"),
+            unique=True,
+        ),
+        Index("ix_contacts_organization_id_created_at_id", "organization_id", "created_at", "id"),
+        CheckConstraint("role IN ('authorized', 'end_user')", name="role"),
+    )
+
+    organization_id: uuid.UUID = Field(
+        sa_column=Column(ForeignKey("organizations.id", ondelete="RESTRICT"), nullable=False)
+    )
+    name: str = Field(max_length=200)
+    email: str = Field(max_length=320)
+    phone: str | None = Field(default=None, max_length=50)
+    role: str = Field(default="authorized", sa_type=String(20))
+    active: bool = Field(default=True)
+    deactivated_at: datetime | None = timestamptz(nullable=True, default=None)
+
+
+class Agent(Entity, table=True):
+    __tablename__ = "agents"
+    __table_args__ = (
+        Index("ux_agents_email_lower", text("lower(email)"), unique=True),
+        Index("ix_agents_created_at_id", "created_at", "id"),
+        CheckConstraint("tier BETWEEN 1 AND 4", name="tier"),
+    )
+
+    name: str = Field(max_length=200)
+    email: str = Field(max_length=320)
+    tier: int = Field(default=1, sa_type=SmallInteger)
+    active: bool = Field(default=True)

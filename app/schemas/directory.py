@@ -1,0 +1,100 @@
+"""Organizations, contacts and agents on the wire."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import EmailStr, Field, StringConstraints
+
+from app.domain.vocab import ContactRole
+from app.schemas.common import PatchModel, ReadModel, StrictModel
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Phone = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=50)]
+Tier = Annotated[
+    int, Field(ge=1, le=4, description="1 support team, 2 senior, 3 development, 4 vendor")
+]
+
+
+class OrganizationCreate(StrictModel):
+    name: Name
+    external_ref: str | None = Field(default=None, max_length=100)
+    notes: str | None = Field(default=None, max_length=4000)
+    active: bool = True
+
+
+class OrganizationUpdate(PatchModel):
+    nullable = frozenset({"external_ref", "notes"})
+
+    name: Name | None = None
+    external_ref: str | None = Field(default=None, max_length=100)
+    notes: str | None = Field(default=None, max_length=4000)
+    active: bool | None = None
+
+
+class OrganizationRead(ReadModel):
+    id: uuid.UUID
+    name: str
+    external_ref: str | None
+    notes: str | None
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class ContactCreate(StrictModel):
+    name: Name
+    email: EmailStr
+    phone: Phone | None = None
+    role: ContactRole = ContactRole.AUTHORIZED
+
+
+class ContactUpdate(PatchModel):
+    nullable = frozenset({"phone"})
+
+    name: Name | None = None
+    email: EmailStr | None = None
+    phone: Phone | None = None
+    role: ContactRole | None = None
+    active: bool | None = Field(
+        default=None, description="false deactivates (personnel change); history is kept"
+    )
+
+
+class ContactRead(ReadModel):
+    id: uuid.UUID
+    organization_id: uuid.UUID
+    name: str
+    email: str
+    phone: str | None
+    role: ContactRole
+    active: bool
+    deactivated_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class AgentCreate(StrictModel):
+    name: Name
+    email: EmailStr
+    tier: Tier = 1
+    active: bool = True
+
+
+class AgentUpdate(PatchModel):
+    name: Name | None = None
+    email: EmailStr | None = None
+    tier: Tier | None = None
+    active: bool | None = None
+
+
+class AgentRead(ReadModel):
+    id: uuid.UUID
+    name: str
+    email: str
+    tier: int
+    active: bool
+    created_at: datetime
+    updated_at: datetime

@@ -1,0 +1,176 @@
+"""Organizations, contacts and agents."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from app.errors import NotFound
+from app.models import Agent, Contact, Organization
+from app.pagination import keyset, page_of
+from app.schemas.directory import (
+    AgentCreate,
+    AgentUpdate,
+    ContactCreate,
+    ContactUpdate,
+    OrganizationCreate,
+    OrganizationUpdate,
+)
+from app.security import Principal
+from app.services.common import apply_changes, flush_or_conflict
+
+ORG_CONFLICTS = {"ux_organizations_name_lower": "An organization with this name already exists."}
+CONTACT_CONFLICTS = {
+    "ux_contacts_organization_id_email_lower": (
+        "This organization already has a contact with this email (emails are case-insensitive)."
+    )
+}
+AGENT_CONFLICTS = {"ux_agents_email_lower": "An agent with this email already exists."}
+
+
+# Organizations ------------------------------------------------------------------------
+
+
+async def get_organization(
+    session: AsyncSession, principal: Principal, organization_id: uuid.UUID
+) -> Organization:
+    principal.ensure_organization(organization_id)
+    row = await session.get(Organization, organization_id)
+    if row is None:
+        raise NotFound("No organization with that id.")
+    return row
+
+
+async def list_organizations(
+    session: AsyncSession, principal: Principal, *, cursor: str | None, limit: int
+) -> tuple[list[Organization], str | None]:
+    stmt = select(Organization)
+    if principal.is_customer:
+        stmt = stmt.where(col(Organization.id) == principal.organization_id)
+    stmt = keyset(stmt, [col(Organization.created_at), col(Organization.id)], cursor, limit)
+    rows = (await session.execute(stmt)).scalars().all()
+    return page_of(rows, limit, lambda r: (r.created_at, r.id))
+
+
+async def create_organization(session: AsyncSession, data: OrganizationCreate) -> Organization:
+    row = Organization(**data.model_dump())
+    session.add(row)
+    await flush_or_conflict(session, ORG_CONFLICTS)
+    return row
+
+
+async def update_organization(
+    session: AsyncSession,
+    principal: Principal,
+    organization_id: uuid.UUID,
+    data: OrganizationUpdate,
+) -> Organization:
+    row = await get_organization(session, principal, organization_id)
+    apply_changes(row, data.changes())
+    await flush_or_conflict(session, ORG_CONFLICTS)
+    return row
+
+
+# Contacts ------------------------------------------------------------------------------
+
+
+async def get_contact(
+    session: AsyncSession, principal: Principal, organization_id: uuid.UUID, contact_id: uuid.UUID
+) -> Contact:
+    await get_organization(session, principal, organization_id)
+    row = await session.get(Contact, contact_id)
+    if row is None or row.organization_id != organization_id:
+        raise NotFound("No contact with that id in this organization.")
+    return row
+
+
+async def list_contacts(
+    session: AsyncSession,
+    principal: Principal,
+    organization_id: uuid.UUID,
+    *,
+    cursor: str | None,
+    limit: int,
+    active: bool | None = None,
+) -> tuple[list[Contact], str | None]:
+    await get_organization(session, principal, organization_id)
+    stmt = select(Contact).where(col(Contact.organization_id) == organization_id)
+    if active is not None:
+        stmt = stmt.where(col(Contact.active) == active)
+    stmt = keyset(stmt, [col(Contact.created_at), col(Contact.id)], cursor, limit)
+    rows = (await session.execute(stmt)).scalars().all()
+    return page_of(rows, limit, lambda r: (r.created_at, r.id))
+
+
+async def create_contact(
+    session: AsyncSession, principal: Principal, organization_id: uuid.UUID, data: ContactCreate
+) -> Contact:
+    await get_organization(session, principal, organization_id)
+    row = Contact(organization_id=organization_id, **data.model_dump())
+    session.add(row)
+    await flush_or_conflict(session, CONTACT_CONFLICTS)
+    return row
+
+
+async def update_contact(
+    session: AsyncSession,
+    principal: Principal,
+    organization_id: uuid.UUID,
+    contact_id: uuid.UUID,
+    data: ContactUpdate,
+) -> Contact:
+    row = await get_contact(session, principal, organization_id, contact_id)
+    changes = data.changes()
+    if "active" in changes and changes["active"] != row.active:
+        # A personnel change (seed 004): the contact keeps its history but may no longer
+        # raise tickets; reactivating clears the mark.
+        row.deactivated_at = None if changes["active"] else datetime.now(UTC)
+    apply_changes(row, changes)
+    await flush_or_conflict(session, CONTACT_CONFLICTS)
+    return row
+
+
+# Agents --------------------------------------------------------------------------------
+
+
+async def get_agent(session: AsyncSession, agent_id: uuid.UUID) -> Agent:
+    row = await session.get(Agent, agent_id)
+    if row is None:
+        raise NotFound("No agent with that id.")
+    return row
+
+
+async def list_agents(
+    session: AsyncSession,
+    *,
+    cursor: str | None,
+    limit: int,
+    active: bool | None = None,
+    tier: int | None = None,
+) -> tuple[list[Agent], str | None]:
+    stmt = select(Agent)
+    if active is not None:
+        stmt = stmt.where(col(Agent.active) == active)
+    if tier is not None:
+        stmt = stmt.where(col(Agent.tier) == tier)
+    stmt = keyset(stmt, [col(Agent.created_at), col(Agent.id)], cursor, limit)
+    rows = (await session.execute(stmt)).scalars().all()
+    return page_of(rows, limit, lambda r: (r.created_at, r.id))
+
+
+async def create_agent(session: AsyncSession, data: AgentCreate) -> Agent:
+    row = Agent(**data.model_dump())
+    session.add(row)
+    await flush_or_conflict(session, AGENT_CONFLICTS)
+    return row
+
+
+async def update_agent(session: AsyncSession, agent_id: uuid.UUID, data: AgentUpdate) -> Agent:
+    row = await get_agent(session, agent_id)
+    apply_changes(row, data.changes())
+    await flush_or_conflict(session, AGENT_CONFLICTS)
+    return row

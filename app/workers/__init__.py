@@ -1,0 +1,1 @@
+"""Background loops (escalation timers, webhook dispatch). Each owns its transactions."""

@@ -1,0 +1,38 @@
+"""Starts and stops the background loops inside `sladesk serve` or `sladesk worker`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.config import Settings
+
+logger = logging.getLogger("sladesk.workers")
+
+Loop = Callable[[AsyncEngine, Settings, asyncio.Event], Coroutine[Any, Any, None]]
+
+# Issues that add loops register them here: each runs until the stop event is set.
+LOOPS: list[tuple[str, Loop]] = []
+
+
+@contextlib.asynccontextmanager
+async def running_workers(engine: AsyncEngine, settings: Settings) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = [
+        asyncio.create_task(loop(engine, settings, stop), name=f"sladesk-{name}")
+        for name, loop in LOOPS
+    ]
+    for name, _ in LOOPS:
+        logger.info("worker started", extra={"worker": name})
+    try:
+        yield
+    finally:
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,73 @@
+"""Every endpoint, tried with no key, a revoked key, and a customer key of another
+organization. New endpoints are picked up automatically from the app's routes; add the
+ids of real resources of the *other* organization to ``_other_org_resources`` so that a
+404 proves scoping rather than absence."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import httpx
+
+from app.security import Role
+from tests.conftest import auth, make_key
+from tests.factories import create_contact, create_org
+
+PUBLIC = {"/healthz", "/readyz", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"}
+
+
+def _routes(app: Any) -> list[tuple[str, str]]:
+    """Every documented operation (the OpenAPI document is the list of what we serve)."""
+    return [
+        (method.upper(), path)
+        for path, operations in app.openapi()["paths"].items()
+        if path not in PUBLIC
+        for method in operations
+    ]
+
+
+async def _other_org_resources(admin: httpx.AsyncClient) -> dict[str, str]:
+    other = await create_org(admin)
+    contact = await create_contact(admin, other["id"])
+    return {"organization_id": other["id"], "contact_id": contact["id"]}
+
+
+def _fill(path: str, ids: dict[str, str]) -> str:
+    return re.sub(r"\{(\w+)\}", lambda m: ids.get(m.group(1), str(uuid.uuid4())), path)
+
+
+async def test_every_endpoint_needs_a_valid_key(
+    app: Any, client: httpx.AsyncClient, admin: httpx.AsyncClient
+) -> None:
+    routes = _routes(app)
+    assert len(routes) >= 15
+    revoked = (await admin.post("/v1/api-keys", json={"name": "r", "role": "admin"})).json()
+    await admin.delete(f"/v1/api-keys/{revoked['id']}")
+    ids = await _other_org_resources(admin)
+    for method, path in routes:
+        url = _fill(path, ids)
+        body = {} if method in ("POST", "PUT", "PATCH") else None
+        none = await client.request(method, url, json=body)
+        assert none.status_code == 401, f"{method} {path} without a key: {none.status_code}"
+        bad = await client.request(method, url, json=body, headers=auth(revoked["key"]))
+        assert bad.status_code == 401, f"{method} {path} with a revoked key: {bad.status_code}"
+
+
+async def test_customer_key_never_reaches_another_organization(
+    app: Any, client: httpx.AsyncClient, admin: httpx.AsyncClient, db: Any
+) -> None:
+    mine = await create_org(admin)
+    key = await make_key(db, Role.CUSTOMER, organization_id=mine["id"])
+    ids = await _other_org_resources(admin)
+    for method, path in _routes(app):
+        url = _fill(path, ids)
+        body = {} if method in ("POST", "PUT", "PATCH") else None
+        response = await client.request(method, url, json=body, headers=auth(key))
+        if "{organization_id}" in path:
+            # Another organization's resources do not exist for this key.
+            assert response.status_code in (403, 404), f"{method} {path}: {response.status_code}"
+        else:
+            assert response.status_code < 500, f"{method} {path}: {response.status_code}"
+            assert ids["organization_id"] not in response.text, f"{method} {path} leaks"
