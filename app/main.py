@@ -21,7 +21,7 @@ from app.observability import (
     install_request_id_factory,
 )
 from app.openapi import install_openapi
-from app.routers import agents, api_keys, health, organizations
+from app.routers import agents, api_keys, calendars, health, organizations
 from app.workers.runner import running_workers
 
 DESCRIPTION = """
@@ -78,7 +78,13 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
 
     install_error_handlers(app)
     install_openapi(app)
-    for router in (health.router, api_keys.router, organizations.router, agents.router):
+    for router in (
+        health.router,
+        api_keys.router,
+        organizations.router,
+        agents.router,
+        calendars.router,
+    ):
         app.include_router(router)
 
     # Outermost last: the request id and metrics see everything, the limit sits inside.

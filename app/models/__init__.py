@@ -2,6 +2,17 @@
 
 from app.models.api_key import ApiKey
 from app.models.base import Entity, metadata
+from app.models.calendar import CalendarRow
 from app.models.directory import Agent, Contact, Organization
+from app.models.outbox import OutboxEvent
 
-__all__ = ["Agent", "ApiKey", "Contact", "Entity", "Organization", "metadata"]
+__all__ = [
+    "Agent",
+    "ApiKey",
+    "CalendarRow",
+    "Contact",
+    "Entity",
+    "Organization",
+    "OutboxEvent",
+    "metadata",
+]

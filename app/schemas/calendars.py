@@ -1,0 +1,102 @@
+"""Calendars on the wire: the same spec that app.domain.calendar.Calendar.from_spec takes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, Field, StringConstraints
+
+from app.schemas.common import PatchModel, ReadModel, StrictModel
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+Interval = Annotated[
+    str,
+    StringConstraints(pattern=r"^\d{2}:\d{2}-\d{2}:\d{2}$"),
+    Field(examples=["09:00-18:00"], description="HH:MM-HH:MM local time; 24:00 ends the day"),
+]
+WeeklyHours = dict[Weekday, Annotated[list[Interval], Field(max_length=12)]] | Literal["24x7"]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Timezone = Annotated[
+    str,
+    Field(min_length=1, max_length=64, examples=["America/Vancouver", "Etc/GMT-1"]),
+]
+
+
+class HolidaySource(StrictModel):
+    country: str = Field(min_length=2, max_length=3, examples=["CA"])
+    subdivision: str | None = Field(default=None, max_length=10, examples=["BC"])
+
+
+class Closure(StrictModel):
+    start: AwareDatetime
+    end: AwareDatetime
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class CalendarSpec(StrictModel):
+    timezone: Timezone
+    weekly_hours: WeeklyHours = Field(
+        description='Opening intervals per weekday (missing day = closed), or "24x7".'
+    )
+    holidays: HolidaySource | None = Field(
+        default=None, description="Public holidays from the `holidays` package."
+    )
+    extra_holidays: list[date] = Field(default_factory=list, max_length=1000)
+    closures: list[Closure] = Field(default_factory=list, max_length=1000)
+
+    def to_spec(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class CalendarCreate(CalendarSpec):
+    name: Name
+
+    def to_spec(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True, exclude={"name"})
+
+
+class CalendarUpdate(PatchModel):
+    """Send only what changes; the resulting spec is validated as a whole."""
+
+    nullable = frozenset({"holidays"})
+
+    name: Name | None = None
+    timezone: Timezone | None = None
+    weekly_hours: WeeklyHours | None = None
+    holidays: HolidaySource | None = None
+    extra_holidays: list[date] | None = Field(default=None, max_length=1000)
+    closures: list[Closure] | None = Field(default=None, max_length=1000)
+
+
+class CalendarRead(ReadModel):
+    id: uuid.UUID
+    name: str
+    timezone: str
+    weekly_hours: WeeklyHours
+    holidays: HolidaySource | None
+    extra_holidays: list[date]
+    closures: list[Closure]
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class DueRead(ReadModel):
+    start: datetime
+    minutes: int
+    due_at: datetime
+    intervals: list[tuple[datetime, datetime]] = Field(
+        description="the business intervals counted, in order; their lengths sum to `minutes`"
+    )
+
+
+class HolidayRead(ReadModel):
+    date: date
+    name: str
+
+
+class HolidaysRead(ReadModel):
+    year: int
+    holidays: list[HolidayRead]

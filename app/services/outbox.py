@@ -1,0 +1,37 @@
+"""Writing outbox events. Call inside the unit of work that makes the change."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models.outbox import OutboxEvent
+
+# NOTIFY is transactional: listeners hear it only once the change has committed.
+OUTBOX_CHANNEL = "sladesk_outbox"
+
+
+async def emit(
+    session: AsyncSession,
+    type_: str,
+    *,
+    occurred_at: datetime,
+    data: dict[str, Any],
+    organization_id: uuid.UUID | None = None,
+    ticket_id: uuid.UUID | None = None,
+) -> OutboxEvent:
+    event = OutboxEvent(
+        type=type_,
+        occurred_at=occurred_at,
+        data=data,
+        organization_id=organization_id,
+        ticket_id=ticket_id,
+    )
+    session.add(event)
+    await session.flush()
+    await session.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
+    return event
