@@ -127,6 +127,10 @@ def problem_response(error: AppError, request: Request | None = None) -> JSONRes
     )
 
 
+def _is_type_tag(part: str) -> bool:
+    return "[" in part or part in {"constrained-str", "constrained-int", "str", "int"}
+
+
 def _loc_to_field(loc: tuple[Any, ...] | list[Any]) -> str:
     parts = list(loc)
     if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
@@ -135,6 +139,8 @@ def _loc_to_field(loc: tuple[Any, ...] | list[Any]) -> str:
         source, rest = "body", parts
     path = ""
     for part in rest:
+        if isinstance(part, str) and _is_type_tag(part):
+            continue  # pydantic names the union member it tried; a person needs the field
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
     return f"{source}.{path}" if path else source
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import AwareDatetime
 
 from app.db import SessionDep
+from app.models.calendar import CalendarRow
 from app.pagination import CursorQuery, LimitQuery, Page
 from app.schemas.calendars import (
     CalendarCreate,
@@ -27,7 +28,7 @@ router = APIRouter(prefix="/v1/calendars", tags=["calendars"])
 MAX_DUE_MINUTES = 366 * 24 * 60
 
 
-def _read(row: calendars.CalendarRow) -> CalendarRead:
+def _read(row: CalendarRow) -> CalendarRead:
     spec = row.spec
     return CalendarRead(
         id=row.id,

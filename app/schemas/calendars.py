@@ -4,19 +4,34 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, Field, StringConstraints
+from pydantic import AwareDatetime, Field, StringConstraints, WithJsonSchema
 
 from app.schemas.common import PatchModel, ReadModel, StrictModel
 
-Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-Interval = Annotated[
-    str,
-    StringConstraints(pattern=r"^\d{2}:\d{2}-\d{2}:\d{2}$"),
-    Field(examples=["09:00-18:00"], description="HH:MM-HH:MM local time; 24:00 ends the day"),
+# Documented precisely, validated loosely: the domain checks every interval and weekday
+# and names the exact field ("weekly_hours.mon[1]") in its error.
+_WEEKLY_HOURS_SCHEMA = {
+    "anyOf": [
+        {
+            "type": "object",
+            "propertyNames": {"enum": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]},
+            "additionalProperties": {
+                "type": "array",
+                "maxItems": 12,
+                "items": {"type": "string", "pattern": r"^\d{2}:\d{2}-\d{2}:\d{2}$"},
+            },
+            "examples": [{"mon": ["08:30-13:00", "14:00-18:00"], "tue": ["08:30-18:00"]}],
+        },
+        {"type": "string", "enum": ["24x7"]},
+    ],
+    "description": 'Opening intervals per weekday (missing day = closed), or "24x7".',
+}
+WeeklyHours = Annotated[
+    dict[str, Annotated[list[str], Field(max_length=12)]] | str,
+    WithJsonSchema(_WEEKLY_HOURS_SCHEMA),
 ]
-WeeklyHours = dict[Weekday, Annotated[list[Interval], Field(max_length=12)]] | Literal["24x7"]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Timezone = Annotated[
     str,
@@ -37,9 +52,7 @@ class Closure(StrictModel):
 
 class CalendarSpec(StrictModel):
     timezone: Timezone
-    weekly_hours: WeeklyHours = Field(
-        description='Opening intervals per weekday (missing day = closed), or "24x7".'
-    )
+    weekly_hours: WeeklyHours
     holidays: HolidaySource | None = Field(
         default=None, description="Public holidays from the `holidays` package."
     )
