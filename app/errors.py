@@ -104,6 +104,15 @@ class ValidationFailed(AppError):
         super().__init__(detail, errors=errors or [], **extra)
 
 
+class EntitlementDenied(ValidationFailed):
+    """The requester is not covered; ``reasons`` are stable codes (see entitlement)."""
+
+    slug, title = "entitlement-denied", "Not entitled to support"
+
+    def __init__(self, detail: str, reasons: list[str]) -> None:
+        super().__init__(detail, reasons=reasons)
+
+
 class ServiceUnavailable(AppError):
     status, slug, title = 503, "service-unavailable", "Service unavailable"
 

@@ -1,0 +1,182 @@
+"""SLA clocks: persisting app.domain.sla.Clock in sla_clocks rows, and keeping the derived
+columns (due_at, next_check_at, the ticket's next_due_at) true after every change.
+
+Every change to a clock goes through :func:`save`, which recomputes the derived columns
+and notifies the timer loop, in the same transaction as the change.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from app.domain import sla
+from app.domain.calendar import Calendar
+from app.domain.sla import BusinessTime, Clock, Crossing, Threshold, ThresholdKind
+from app.domain.vocab import ClockKind, Metric
+from app.models.calendar import CalendarRow
+from app.models.tickets import SlaClock, SlaFiring, Ticket
+from app.services import calendars
+
+TIMER_CHANNEL = "sladesk_timers"
+_US = timedelta(microseconds=1)
+
+
+# --------------------------------------------------------------------- serialization
+
+
+def _threshold_json(t: Threshold) -> dict[str, Any]:
+    return {
+        "key": t.key,
+        "kind": t.kind.value,
+        "mark_us": t.mark // _US,
+        "percent": t.percent,
+        "before_minutes": t.before_minutes,
+    }
+
+
+def _threshold(data: dict[str, Any]) -> Threshold:
+    return Threshold(
+        key=data["key"],
+        kind=ThresholdKind(data["kind"]),
+        mark=timedelta(microseconds=data["mark_us"]),
+        percent=data.get("percent"),
+        before_minutes=data.get("before_minutes"),
+    )
+
+
+def to_domain(row: SlaClock) -> Clock:
+    return Clock(
+        metric=Metric(row.metric),
+        minutes=row.minutes,
+        kind=ClockKind(row.kind),
+        thresholds=tuple(_threshold(t) for t in row.thresholds),
+        started_at=row.started_at,
+        changed_at=row.changed_at,
+        running_since=row.running_since,
+        elapsed=timedelta(microseconds=row.elapsed_us),
+        stopped_at=row.stopped_at,
+        breached_at=row.breached_at,
+        crossings=tuple(
+            Crossing(_threshold(c["threshold"]), datetime.fromisoformat(c["at"]))
+            for c in row.crossings
+        ),
+    )
+
+
+def _write(row: SlaClock, clock: Clock) -> None:
+    row.minutes = clock.minutes
+    row.kind = clock.kind.value
+    row.thresholds = [_threshold_json(t) for t in clock.thresholds]
+    row.started_at = clock.started_at
+    row.changed_at = clock.changed_at
+    row.running_since = clock.running_since
+    row.elapsed_us = clock.elapsed // _US
+    row.stopped_at = clock.stopped_at
+    row.breached_at = clock.breached_at
+    row.crossings = [
+        {"threshold": _threshold_json(c.threshold), "at": c.at.isoformat()} for c in clock.crossings
+    ]
+
+
+# ------------------------------------------------------------------------- calendars
+
+
+class CalendarSet:
+    """The calendars counting a ticket's clocks: its plan's business calendar, or 24x7."""
+
+    def __init__(self, rows: Iterable[CalendarRow] = ()) -> None:
+        self._by_id: dict[uuid.UUID, Calendar] = {r.id: calendars.compiled(r) for r in rows}
+
+    def business(self, calendar_id: uuid.UUID | None) -> BusinessTime:
+        if calendar_id is None:
+            return sla.ALWAYS_OPEN
+        return self._by_id[calendar_id]
+
+    def of(self, row: SlaClock) -> BusinessTime:
+        return (
+            sla.ALWAYS_OPEN
+            if row.kind == ClockKind.ALWAYS.value
+            else self.business(row.calendar_id)
+        )
+
+    def override(self, calendar_id: uuid.UUID, calendar: Calendar) -> None:
+        self._by_id[calendar_id] = calendar
+
+
+async def calendar_set(session: AsyncSession, ids: Iterable[uuid.UUID | None]) -> CalendarSet:
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return CalendarSet()
+    rows = (
+        await session.execute(select(CalendarRow).where(col(CalendarRow.id).in_(wanted)))
+    ).scalars()
+    return CalendarSet(rows)
+
+
+# ---------------------------------------------------------------------------- rows
+
+
+def new_row(
+    ticket: Ticket, target: sla.Target, target_json: dict[str, Any]
+) -> tuple[SlaClock, Clock]:
+    """A clock started at the ticket's receipt; :func:`store` fills the rest of the row."""
+    clock = sla.start_clock(target, ticket.received_at)
+    row = SlaClock(
+        ticket_id=ticket.id,
+        metric=target.metric.value,
+        target=target_json,
+        kind=target.clock.value,
+        started_at=clock.started_at,
+        changed_at=clock.changed_at,
+    )
+    return row, clock
+
+
+async def fired_keys(
+    session: AsyncSession, clock_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, set[str]]:
+    if not clock_ids:
+        return {}
+    rows = await session.execute(
+        select(SlaFiring.clock_id, SlaFiring.key).where(col(SlaFiring.clock_id).in_(clock_ids))
+    )
+    found: dict[uuid.UUID, set[str]] = {}
+    for clock_id, key in rows:
+        found.setdefault(clock_id, set()).add(key)
+    return found
+
+
+def store(
+    row: SlaClock,
+    clock: Clock,
+    cal: BusinessTime,
+    fired: set[str],
+    business_calendar_id: uuid.UUID | None,
+) -> None:
+    """Write the domain clock into its row and recompute the derived columns. The row
+    names the business calendar only when that calendar counts it (calendar edits)."""
+    _write(row, clock)
+    row.calendar_id = business_calendar_id if clock.kind is ClockKind.BUSINESS else None
+    due: datetime | None = None
+    if clock.is_running and clock.minutes is not None:
+        due = sla.read(clock, clock.changed_at, cal).due_at
+    row.due_at = due
+    pending = sla.next_threshold(clock, fired, cal)
+    row.next_check_at = pending.at if pending is not None else None
+
+
+async def notify_timers(session: AsyncSession) -> None:
+    """Wake the timer loop (delivered at commit): a clock's next instant changed."""
+    await session.execute(text(f"NOTIFY {TIMER_CHANNEL}"))
+
+
+def next_due(rows: Iterable[SlaClock]) -> datetime | None:
+    dues = [r.due_at for r in rows if r.due_at is not None]
+    return min(dues) if dues else None

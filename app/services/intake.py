@@ -1,0 +1,206 @@
+"""Ticket intake: `POST /v1/tickets`.
+
+The entitlement decision (app.domain.entitlement, through services.entitlement) says
+whether the requester is covered and under which plan; the ticket keeps a snapshot of
+that plan and starts one clock per metric whose target matches, at `received_at`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.domain import lifecycle, sla
+from app.domain.vocab import Metric
+from app.errors import Conflict, EntitlementDenied, Forbidden, NotFound, invalid_field
+from app.models.directory import Contact, Organization
+from app.models.tickets import TICKET_NUMBER_SEQ, IdempotencyKey, SlaClock, Ticket
+from app.schemas.tickets import TicketCreate, TicketRead
+from app.security import Principal
+from app.services import clocks as clock_store
+from app.services import entitlement, tickets
+from app.services.plan_terms import PlanTerms
+
+
+def _request_hash(data: TicketCreate) -> str:
+    canonical = json.dumps(data.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def create_ticket(
+    session: AsyncSession,
+    principal: Principal,
+    data: TicketCreate,
+    *,
+    idempotency_key: str | None,
+    now: datetime,
+) -> tuple[TicketRead, bool]:
+    """The new ticket (or, for a retried Idempotency-Key, the first one) and whether it
+    is a replay."""
+    if idempotency_key is not None:
+        replay = await _replay(session, principal, idempotency_key, data, now)
+        if replay is not None:
+            return replay, True
+
+    received_at = _received_at(principal, data, now)
+    organization = await session.get(Organization, data.organization_id)
+    if organization is None or not principal.can_see_organization(organization.id):
+        raise NotFound("No organization with that id.")
+    contact = await _requester(session, principal, data)
+    if data.follows_up_ticket_id is not None:
+        earlier = await session.get(Ticket, data.follows_up_ticket_id)
+        if earlier is None or earlier.organization_id != organization.id:
+            raise invalid_field(
+                "body.follows_up_ticket_id", "no ticket with this id in the organization"
+            )
+
+    decision = await entitlement.decide_for(
+        session,
+        organization.id,
+        at=received_at,
+        contact_id=contact.id,
+        channel=data.channel,
+        category=data.category,
+    )
+    if data.override_reason is not None and not principal.is_staff:
+        raise Forbidden("Only staff keys may accept a request that entitlement refuses.")
+    if not decision.allowed and data.override_reason is None:
+        raise EntitlementDenied(
+            "The requester is not entitled to support for this request: "
+            + ", ".join(decision.reasons)
+            + ". Staff may accept it anyway with override_reason.",
+            reasons=decision.reasons,
+        )
+    entitled = decision.allowed
+    snapshot = decision.snapshot if entitled else None
+    terms = PlanTerms.from_snapshot(snapshot) if snapshot else None
+
+    number = int((await session.execute(select(TICKET_NUMBER_SEQ.next_value()))).scalar_one())
+    ticket = Ticket(
+        number=number,
+        organization_id=organization.id,
+        contact_id=contact.id,
+        channel=data.channel.value,
+        severity=data.severity.value,
+        category=data.category.value,
+        subject=data.subject,
+        description=data.description,
+        status=lifecycle.TicketStatus.NEW.value,
+        entitled=entitled,
+        entitlement_reasons=list(decision.reasons),
+        override_reason=data.override_reason if not entitled else None,
+        plan_id=terms.plan_id if terms else None,
+        contract_id=decision.contract_id if entitled else None,
+        plan_snapshot=snapshot,
+        received_at=received_at,
+        follows_up_ticket_id=data.follows_up_ticket_id,
+        last_event_at=received_at,
+    )
+    session.add(ticket)
+    await session.flush()
+
+    rows: list[SlaClock] = []
+    if terms is not None:
+        cals = await clock_store.calendar_set(session, [terms.calendar_id])
+        business = cals.business(terms.calendar_id)
+        # Seeds 002/004: a request outside business hours is answered from the next opening.
+        ticket.after_hours = not business.is_open(received_at)  # type: ignore[attr-defined]
+        for metric in Metric:
+            chosen = terms.target_for(metric, data.severity, data.category, data.channel)
+            if chosen is None:
+                continue
+            target, target_json = chosen
+            row, clock = clock_store.new_row(ticket, target, target_json)
+            cal = sla.calendar_for(clock.kind, business)
+            clock_store.store(row, clock, cal, set(), terms.calendar_id)
+            session.add(row)
+            rows.append(row)
+        ticket.next_due_at = clock_store.next_due(rows)
+    await session.flush()
+
+    await tickets.record(
+        session,
+        ticket,
+        principal,
+        kind="created",
+        occurred_at=received_at,
+        now=now,
+        body=data.description or None,
+        data={
+            "channel": data.channel.value,
+            "severity": data.severity.value,
+            "category": data.category.value,
+            "entitled": entitled,
+            "reasons": list(decision.reasons),
+            "override_reason": data.override_reason if not entitled else None,
+        },
+        outbox_type="ticket.created",
+    )
+    if rows:
+        await clock_store.notify_timers(session)
+    view = await tickets.read_ticket(session, principal, ticket, now)
+    if idempotency_key is not None:
+        session.add(
+            IdempotencyKey(
+                api_key_id=principal.key_id,
+                key=idempotency_key,
+                request_hash=_request_hash(data),
+                ticket_id=ticket.id,
+                response=view.model_dump(mode="json"),
+            )
+        )
+        await session.flush()
+    return view, False
+
+
+def _received_at(principal: Principal, data: TicketCreate, now: datetime) -> datetime:
+    if principal.is_customer:
+        if data.received_at is not None:
+            raise invalid_field(
+                "body.received_at", "customer keys report now; only staff record earlier receipts"
+            )
+        return now
+    if data.received_at is None:
+        return now
+    try:
+        return lifecycle.resolve_occurred_at(data.received_at, now, None)
+    except lifecycle.InvalidOccurredAt as exc:
+        raise invalid_field("body.received_at", str(exc), exc.code) from None
+
+
+async def _requester(session: AsyncSession, principal: Principal, data: TicketCreate) -> Contact:
+    contact_id = data.contact_id
+    if principal.is_customer and principal.contact_id is not None:
+        if contact_id is not None and contact_id != principal.contact_id:
+            raise invalid_field("body.contact_id", "this key raises tickets as its own contact")
+        contact_id = principal.contact_id
+    if contact_id is None:
+        raise invalid_field("body.contact_id", "name the requester (a contact of the organization)")
+    contact = await session.get(Contact, contact_id)
+    if contact is None or contact.organization_id != data.organization_id:
+        raise invalid_field("body.contact_id", "no contact with this id in the organization")
+    return contact
+
+
+async def _replay(
+    session: AsyncSession, principal: Principal, key: str, data: TicketCreate, now: datetime
+) -> TicketRead | None:
+    """Serialize requests with one key; the first response comes back for a retry."""
+    lock = int.from_bytes(
+        hashlib.sha256(f"{principal.key_id}:{key}".encode()).digest()[:8], "big", signed=True
+    )
+    await session.execute(select(func.pg_advisory_xact_lock(lock)))
+    stored = await session.get(IdempotencyKey, (principal.key_id, key))
+    if stored is None:
+        return None
+    if stored.request_hash != _request_hash(data):
+        raise Conflict(
+            "This Idempotency-Key was used with a different request body; use a new key "
+            "for a new ticket.",
+            ticket_id=str(stored.ticket_id),
+        )
+    return TicketRead.model_validate(stored.response)

@@ -1,0 +1,328 @@
+"""Ticket actions: `POST /v1/tickets/{id}/actions/{action}`.
+
+One function, :func:`perform`: lock the ticket, check If-Match and `occurred_at`, ask the
+domain (app.domain.lifecycle) what the action does, apply the clock operations at
+`occurred_at`, write the ticket, its clocks, a timeline event and outbox events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.domain import lifecycle, sla
+from app.domain.lifecycle import (
+    Action,
+    ActionNotAllowed,
+    AutoCloseDirective,
+    CloseReason,
+    InvalidActionArgument,
+    InvalidOccurredAt,
+    TicketState,
+)
+from app.domain.vocab import Category, Channel, Metric, Severity, TicketStatus
+from app.errors import Conflict, Forbidden, invalid_field
+from app.models.directory import Agent
+from app.models.tickets import SlaClock, Ticket
+from app.schemas.tickets import (
+    ActionBase,
+    AssignBody,
+    CallbackBody,
+    ChangeBody,
+    CloseBody,
+    ContactAttemptBody,
+    EscalateBody,
+    MessageBody,
+    ResolveBody,
+)
+from app.security import Principal
+from app.services import clocks as clock_store
+from app.services import tickets
+from app.services.plan_terms import PlanTerms
+
+# What each action is called on the timeline, and the outbox event it writes (if any).
+_KIND: Mapping[Action, tuple[str, str | None]] = {
+    Action.ASSIGN: ("acknowledged", "ticket.acknowledged"),
+    Action.REPLY: ("replied", "ticket.replied"),
+    Action.NOTE: ("noted", None),
+    Action.REQUEST_INFO: ("info_requested", "ticket.replied"),
+    Action.CONTACT_ATTEMPT: ("contact_attempted", "ticket.contact_attempted"),
+    Action.CUSTOMER_REPLY: ("customer_replied", "ticket.customer_replied"),
+    Action.ESCALATE: ("escalated", "ticket.escalated"),
+    Action.CHANGE: ("changed", "ticket.severity_changed"),
+    Action.CALLBACK: ("called_back", "ticket.called_back"),
+    Action.RESOLVE: ("resolved", "ticket.resolved"),
+    Action.CONFIRM: ("confirmed", "ticket.closed"),
+    Action.REOPEN: ("reopened", "ticket.reopened"),
+    Action.CLOSE: ("closed", "ticket.closed"),
+}
+
+
+@dataclass
+class _Work:
+    """What the action changes, gathered before anything is written."""
+
+    ticket: Ticket
+    rows: dict[Metric, SlaClock]
+    clocks: dict[Metric, sla.Clock]
+    cals: clock_store.CalendarSet
+    terms: PlanTerms | None
+    occurred: datetime
+    data: dict[str, Any]
+
+
+async def perform(
+    session: AsyncSession,
+    principal: Principal,
+    ticket_id: Any,
+    action: Action,
+    body: ActionBase,
+    *,
+    if_match: str | None,
+    now: datetime,
+) -> Ticket:
+    ticket = await tickets.load(session, principal, ticket_id, for_update=True)
+    if principal.is_customer and action not in lifecycle.CUSTOMER_ACTIONS:
+        allowed = ", ".join(sorted(a.value for a in lifecycle.CUSTOMER_ACTIONS))
+        raise Forbidden(f"A customer key may only {allowed}.")
+    tickets.check_if_match(ticket, if_match)
+    occurred = _occurred_at(principal, body, ticket, now)
+
+    terms = PlanTerms.from_snapshot(ticket.plan_snapshot) if ticket.plan_snapshot else None
+    policy = terms.policy if terms is not None else lifecycle.DEFAULT_POLICY
+    status = TicketStatus(ticket.status)
+    close_reason = CloseReason(ticket.close_reason) if ticket.close_reason else None
+    try:
+        outcome = lifecycle.apply_action(
+            TicketState(status, close_reason, ticket.contact_attempts),
+            action,
+            to_tier=body.to_tier if isinstance(body, EscalateBody) else None,
+            reason=CloseReason(body.reason) if isinstance(body, CloseBody) else None,
+            policy=policy,
+        )
+    except ActionNotAllowed as exc:
+        raise _not_allowed(exc, ticket) from None
+    except InvalidActionArgument as exc:
+        raise invalid_field("body", str(exc)) from None
+
+    rows = {Metric(r.metric): r for r in await tickets.clock_rows(session, [ticket.id])}
+    calendar_ids = [terms.calendar_id] if terms is not None else []
+    work = _Work(
+        ticket=ticket,
+        rows=rows,
+        clocks={m: clock_store.to_domain(r) for m, r in rows.items()},
+        cals=await clock_store.calendar_set(session, calendar_ids),
+        terms=terms,
+        occurred=occurred,
+        data={},
+    )
+    await _apply_arguments(session, work, action, body)
+
+    clocks = lifecycle.apply_clock_ops(
+        work.clocks, outcome.clock_ops, occurred, lambda c: _calendar(work, c)
+    )
+    await _save_clocks(session, work, clocks)
+
+    old_status = ticket.status
+    ticket.status = outcome.status.value
+    ticket.close_reason = outcome.close_reason.value if outcome.close_reason else None
+    ticket.contact_attempts = outcome.contact_attempts
+    if action is Action.RESOLVE:
+        ticket.resolved_at = occurred
+    if outcome.status is TicketStatus.CLOSED and old_status != TicketStatus.CLOSED.value:
+        ticket.closed_at = occurred
+    if action is Action.REOPEN:
+        ticket.resolved_at = ticket.closed_at = ticket.resolution = None
+    auto_close_changed = _auto_close(work, outcome.auto_close)
+    ticket.next_due_at = clock_store.next_due(work.rows.values())
+    ticket.version += 1
+    await session.flush()
+
+    kind, outbox_type = _KIND[action]
+    message = getattr(body, "body", None)
+    await tickets.record(
+        session,
+        ticket,
+        principal,
+        kind=kind,
+        occurred_at=occurred,
+        now=now,
+        body=message,
+        public=action is not Action.NOTE,
+        data=work.data,
+        outbox_type=outbox_type,
+    )
+    if old_status != ticket.status:
+        await tickets.emit(
+            session,
+            ticket,
+            "ticket.status_changed",
+            occurred_at=occurred,
+            now=now,
+            event={"from": old_status, "to": ticket.status, "action": action.value},
+        )
+    if auto_close_changed and ticket.auto_close_at is not None:
+        await tickets.record(
+            session,
+            ticket,
+            principal,
+            kind="auto_close_scheduled",
+            occurred_at=occurred,
+            now=now,
+            data={
+                "auto_close_at": ticket.auto_close_at.isoformat(),
+                "contact_attempts": ticket.contact_attempts,
+            },
+            outbox_type="ticket.auto_close_scheduled",
+        )
+    if auto_close_changed or outcome.clock_ops != lifecycle.ClockOps():
+        await clock_store.notify_timers(session)
+    return ticket
+
+
+# -------------------------------------------------------------------------- checks
+
+
+def _occurred_at(principal: Principal, body: ActionBase, ticket: Ticket, now: datetime) -> datetime:
+    if body.occurred_at is not None and principal.is_customer:
+        raise invalid_field(
+            "body.occurred_at", "customer keys act now; only staff record past events"
+        )
+    try:
+        return lifecycle.resolve_occurred_at(body.occurred_at or now, now, ticket.last_event_at)
+    except InvalidOccurredAt as exc:
+        raise invalid_field("body.occurred_at", str(exc), exc.code) from None
+
+
+def _not_allowed(exc: ActionNotAllowed, ticket: Ticket) -> Conflict:
+    allowed = [a.value for a in exc.allowed]
+    if exc.action is Action.REOPEN and ticket.close_reason == CloseReason.NO_RESPONSE.value:
+        return Conflict(
+            "This ticket was closed for lack of response and cannot be reopened (seed 004): "
+            f"open a new ticket with follows_up_ticket_id={ticket.id}.",
+            status=ticket.status,
+            close_reason=ticket.close_reason,
+            allowed_actions=allowed,
+            follows_up_ticket_id=str(ticket.id),
+        )
+    return Conflict(
+        f"{exc.action.value} is not allowed while the ticket is {exc.status.value}; "
+        f"allowed: {', '.join(allowed) or 'none'}.",
+        status=exc.status.value,
+        allowed_actions=allowed,
+    )
+
+
+async def _apply_arguments(
+    session: AsyncSession, work: _Work, action: Action, body: ActionBase
+) -> None:
+    """The action-specific part: arguments checked and applied to the ticket."""
+    ticket = work.ticket
+    if isinstance(body, AssignBody):
+        agent = await session.get(Agent, body.agent_id)
+        if agent is None or not agent.active:
+            raise invalid_field("body.agent_id", "no active agent with this id")
+        ticket.assignee_id = agent.id
+        # Seed 000: once an engineer has it, the customer is told how long it will take.
+        work.data = {"agent_id": str(agent.id), "due": _due_times(work)}
+    elif isinstance(body, EscalateBody):
+        _escalate(work, body)
+    elif isinstance(body, ChangeBody):
+        await _change(work, body)
+    elif isinstance(body, ResolveBody):
+        ticket.resolution = body.resolution
+        work.data = {"resolution": body.resolution}
+    elif isinstance(body, CloseBody):
+        work.data = {"reason": body.reason}
+    elif isinstance(body, ContactAttemptBody):
+        work.data = {"channel": body.channel.value, "attempt": ticket.contact_attempts + 1}
+    elif isinstance(body, CallbackBody | MessageBody):
+        pass
+
+
+def _due_times(work: _Work) -> dict[str, str | None]:
+    due: dict[str, str | None] = {}
+    for metric, clock in work.clocks.items():
+        reading = sla.read(clock, work.occurred, _calendar(work, clock))
+        due[metric.value] = reading.due_at.isoformat() if reading.due_at else None
+    return due
+
+
+def _escalate(work: _Work, body: EscalateBody) -> None:
+    ticket = work.ticket
+    if body.to_tier == ticket.tier:
+        raise invalid_field("body.to_tier", f"the ticket is already at tier {ticket.tier}")
+    if body.to_tier < ticket.tier and body.reason is None:
+        raise invalid_field("body.reason", "going down a tier needs a reason")
+    if body.to_tier == lifecycle.VENDOR_TIER and (
+        body.vendor is None or body.vendor_case_ref is None
+    ):
+        field = "body.vendor" if body.vendor is None else "body.vendor_case_ref"
+        raise invalid_field(field, "tier 4 (the product vendor) needs vendor and vendor_case_ref")
+    work.data = {"from_tier": ticket.tier, "to_tier": body.to_tier, "reason": body.reason}
+    ticket.tier = body.to_tier
+    if body.vendor is not None:
+        ticket.vendor, ticket.vendor_case_ref = body.vendor, body.vendor_case_ref
+        work.data |= {"vendor": body.vendor, "vendor_case_ref": body.vendor_case_ref}
+
+
+async def _change(work: _Work, body: ChangeBody) -> None:
+    """Severity/category change: the new targets apply, elapsed business time is kept."""
+    ticket = work.ticket
+    severity = body.severity or Severity(ticket.severity)
+    category = body.category or Category(ticket.category)
+    if severity.value == ticket.severity and category.value == ticket.category:
+        raise invalid_field("body", "give a severity or category different from the current one")
+    terms = work.terms
+    if terms is not None and category.value in terms.excluded_categories:
+        raise invalid_field(
+            "body.category",
+            f"{category.value} is excluded by plan {terms.code} (category_excluded)",
+        )
+    work.data = {
+        "from": {"severity": ticket.severity, "category": ticket.category},
+        "to": {"severity": severity.value, "category": category.value},
+        "reason": body.reason,
+    }
+    ticket.severity, ticket.category = severity.value, category.value
+    if terms is None:
+        return
+    for metric, clock in list(work.clocks.items()):
+        chosen = terms.target_for(metric, severity, category, Channel(ticket.channel))
+        if chosen is None:
+            continue  # no target of this metric under the new terms: the clock keeps its own
+        target, target_json = chosen
+        work.clocks[metric] = sla.retarget(clock, target, work.occurred, _calendar(work, clock))
+        work.rows[metric].target = target_json
+
+
+def _auto_close(work: _Work, directive: AutoCloseDirective) -> bool:
+    ticket = work.ticket
+    if directive is AutoCloseDirective.SCHEDULE and work.terms and work.terms.auto_close:
+        business = work.cals.business(work.terms.calendar_id)
+        days = work.terms.auto_close.notice_business_days
+        ticket.auto_close_at = business.add_business_days(work.occurred, days)  # type: ignore[attr-defined]
+        return True
+    if directive is AutoCloseDirective.CANCEL and ticket.auto_close_at is not None:
+        ticket.auto_close_at = None
+        return True
+    return False
+
+
+def _calendar(work: _Work, clock: sla.Clock) -> sla.BusinessTime:
+    """The calendar counting a clock: the ticket's plan calendar, or 24x7 by its kind."""
+    calendar_id = work.terms.calendar_id if work.terms else None
+    return sla.calendar_for(clock.kind, work.cals.business(calendar_id))
+
+
+async def _save_clocks(session: AsyncSession, work: _Work, clocks: dict[Metric, sla.Clock]) -> None:
+    work.clocks = clocks
+    calendar_id = work.terms.calendar_id if work.terms else None
+    fired = await clock_store.fired_keys(session, [r.id for r in work.rows.values()])
+    for metric, clock in clocks.items():
+        row = work.rows[metric]
+        clock_store.store(row, clock, _calendar(work, clock), fired.get(row.id, set()), calendar_id)

@@ -1,0 +1,382 @@
+"""Tickets: reading them with live SLA clocks, listing, editing, and their timeline.
+
+Intake lives in services/intake.py and actions in services/ticket_actions.py; both end
+by calling :func:`record` here, which writes the timeline event and the outbox event.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, and_, exists, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from app.domain import lifecycle, sla
+from app.domain.lifecycle import Action, CloseReason
+from app.domain.vocab import TicketStatus
+from app.errors import NotFound, PreconditionFailed
+from app.models.tickets import SlaClock, Ticket, TicketEvent
+from app.pagination import keyset, page_of
+from app.schemas.tickets import ClockRead, PlanSummary, TicketEventRead, TicketRead, TicketUpdate
+from app.security import Principal
+from app.services import clocks as clock_store
+from app.services import outbox
+from app.services.clocks import CalendarSet
+
+_SECOND = timedelta(seconds=1)
+
+
+def display_number(number: int) -> str:
+    return f"SD-{number:06d}"
+
+
+def etag(ticket: Ticket) -> str:
+    # Weak: the representation carries live clock readings that change without a write.
+    return f'W/"{ticket.version}"'
+
+
+def check_if_match(ticket: Ticket, if_match: str | None) -> None:
+    """Optimistic concurrency: If-Match must name the current version (412 otherwise)."""
+    if if_match is None:
+        return
+    wanted = {tag.strip().removeprefix("W/") for tag in if_match.split(",")}
+    if "*" in wanted or f'"{ticket.version}"' in wanted:
+        return
+    raise PreconditionFailed(
+        f"The ticket changed (it is at version {ticket.version}, ETag {etag(ticket)}); "
+        "read it again and retry.",
+        current_etag=etag(ticket),
+    )
+
+
+# ------------------------------------------------------------------------- loading
+
+
+async def load(
+    session: AsyncSession, principal: Principal, ticket_id: uuid.UUID, *, for_update: bool = False
+) -> Ticket:
+    """The ticket, scoped to the key (another organization's ticket is a 404). With
+    ``for_update`` the row is locked: actions on one ticket are serialized here."""
+    stmt = select(Ticket).where(col(Ticket.id) == ticket_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    ticket = (await session.execute(stmt)).scalar_one_or_none()
+    if ticket is None or not principal.can_see_organization(ticket.organization_id):
+        raise NotFound("No ticket with that id.")
+    return ticket
+
+
+async def clock_rows(session: AsyncSession, ticket_ids: Sequence[uuid.UUID]) -> list[SlaClock]:
+    if not ticket_ids:
+        return []
+    stmt = (
+        select(SlaClock)
+        .where(col(SlaClock.ticket_id).in_(ticket_ids))
+        .order_by(col(SlaClock.metric))
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def calendars_for(session: AsyncSession, rows: Sequence[SlaClock]) -> CalendarSet:
+    return await clock_store.calendar_set(session, (r.calendar_id for r in rows))
+
+
+# ------------------------------------------------------------------------- reading
+
+
+def clock_read(
+    row: SlaClock, cals: CalendarSet, now: datetime, fired: set[str] | None = None
+) -> ClockRead:
+    clock = clock_store.to_domain(row)
+    cal = cals.of(row)
+    reading = sla.read(clock, now, cal)
+    pending = sla.next_threshold(clock, fired or set(), cal)
+    return ClockRead(
+        metric=reading.metric,
+        minutes=reading.minutes,
+        clock="24x7" if row.kind == "24x7" else "business",
+        state=reading.state.value,  # type: ignore[arg-type]
+        running=reading.running,
+        started_at=reading.started_at,
+        due_at=reading.due_at,
+        elapsed_seconds=reading.elapsed // _SECOND,
+        remaining_seconds=None if reading.remaining is None else reading.remaining // _SECOND,
+        overdue_seconds=None if reading.overdue is None else reading.overdue // _SECOND,
+        stopped_at=reading.stopped_at,
+        breached_at=reading.breached_at,
+        next_threshold=(
+            {"key": pending.threshold.key, "kind": pending.threshold.kind.value, "at": pending.at}
+            if pending is not None
+            else None
+        ),
+    )
+
+
+def ticket_read(
+    ticket: Ticket,
+    rows: Sequence[SlaClock],
+    cals: CalendarSet,
+    now: datetime,
+    principal: Principal | None = None,
+    fired: dict[uuid.UUID, set[str]] | None = None,
+) -> TicketRead:
+    """The ticket with its clocks read at ``now`` (reading never changes anything)."""
+    status = TicketStatus(ticket.status)
+    reason = CloseReason(ticket.close_reason) if ticket.close_reason else None
+    allowed = lifecycle.allowed_actions(status, reason)
+    customer = principal is not None and principal.is_customer
+    if customer:
+        allowed &= lifecycle.CUSTOMER_ACTIONS
+    snapshot = ticket.plan_snapshot or None
+    plan = PlanSummary.model_validate(snapshot["plan"]) if snapshot else None
+    return TicketRead(
+        id=ticket.id,
+        number=display_number(ticket.number),
+        organization_id=ticket.organization_id,
+        contact_id=ticket.contact_id,
+        channel=ticket.channel,  # type: ignore[arg-type]
+        severity=ticket.severity,  # type: ignore[arg-type]
+        category=ticket.category,  # type: ignore[arg-type]
+        subject=ticket.subject,
+        description=ticket.description,
+        status=status,
+        tier=ticket.tier,
+        assignee_id=ticket.assignee_id,
+        entitled=ticket.entitled,
+        entitlement_reasons=list(ticket.entitlement_reasons),
+        override_reason=None if customer else ticket.override_reason,
+        plan=plan,
+        after_hours=ticket.after_hours,
+        received_at=ticket.received_at,
+        contact_attempts=ticket.contact_attempts,
+        auto_close_at=ticket.auto_close_at,
+        close_reason=reason,
+        resolution=ticket.resolution,
+        resolved_at=ticket.resolved_at,
+        closed_at=ticket.closed_at,
+        follows_up_ticket_id=ticket.follows_up_ticket_id,
+        vendor=ticket.vendor,
+        vendor_case_ref=ticket.vendor_case_ref,
+        next_due_at=ticket.next_due_at,
+        version=ticket.version,
+        created_at=ticket.created_at,
+        updated_at=ticket.updated_at,
+        sla=[clock_read(r, cals, now, (fired or {}).get(r.id)) for r in rows],
+        allowed_actions=sorted(allowed, key=lambda a: list(Action).index(a)),
+    )
+
+
+async def read_ticket(
+    session: AsyncSession, principal: Principal, ticket: Ticket, now: datetime
+) -> TicketRead:
+    rows = await clock_rows(session, [ticket.id])
+    cals = await calendars_for(session, rows)
+    fired = await clock_store.fired_keys(session, [r.id for r in rows])
+    return ticket_read(ticket, rows, cals, now, principal, fired)
+
+
+async def get_ticket(
+    session: AsyncSession, principal: Principal, ticket_id: uuid.UUID, now: datetime
+) -> tuple[Ticket, TicketRead]:
+    ticket = await load(session, principal, ticket_id)
+    return ticket, await read_ticket(session, principal, ticket, now)
+
+
+async def update_ticket(
+    session: AsyncSession,
+    principal: Principal,
+    ticket_id: uuid.UUID,
+    data: TicketUpdate,
+    *,
+    if_match: str | None,
+    now: datetime,
+) -> Ticket:
+    ticket = await load(session, principal, ticket_id, for_update=True)
+    check_if_match(ticket, if_match)
+    changes = data.changes()
+    changed = {k: v for k, v in changes.items() if getattr(ticket, k) != v}
+    if changed:
+        for key, value in changed.items():
+            setattr(ticket, key, value)
+        ticket.version += 1
+        at = max(now, ticket.last_event_at)
+        await record(
+            session,
+            ticket,
+            principal,
+            kind="edited",
+            occurred_at=at,
+            data={"fields": sorted(changed)},
+            outbox_type="ticket.updated",
+            now=now,
+        )
+    await session.flush()
+    return ticket
+
+
+# ----------------------------------------------------------------------- recording
+
+
+async def event_payload(
+    session: AsyncSession, ticket: Ticket, now: datetime, **extra: Any
+) -> dict[str, Any]:
+    """The outbox/webhook ``data`` of a ticket event: the ticket with its SLA clocks."""
+    rows = await clock_rows(session, [ticket.id])
+    cals = await calendars_for(session, rows)
+    fired = await clock_store.fired_keys(session, [r.id for r in rows])
+    view = ticket_read(ticket, rows, cals, now, None, fired)
+    payload = view.model_dump(mode="json", exclude={"allowed_actions", "override_reason"})
+    sla_entries = payload.pop("sla")
+    return {"ticket": payload, "sla": sla_entries, **extra}
+
+
+async def emit(
+    session: AsyncSession,
+    ticket: Ticket,
+    type_: str,
+    *,
+    occurred_at: datetime,
+    now: datetime,
+    **extra: Any,
+) -> None:
+    """An outbox event about the ticket: its current state, clocks read at the event."""
+    payload = await event_payload(session, ticket, max(now, occurred_at), **extra)
+    await outbox.emit(
+        session,
+        type_,
+        occurred_at=occurred_at,
+        data=payload,
+        organization_id=ticket.organization_id,
+        ticket_id=ticket.id,
+    )
+
+
+async def record(
+    session: AsyncSession,
+    ticket: Ticket,
+    principal: Principal | None,
+    *,
+    kind: str,
+    occurred_at: datetime,
+    now: datetime,
+    body: str | None = None,
+    public: bool = True,
+    data: dict[str, Any] | None = None,
+    outbox_type: str | None = None,
+) -> TicketEvent:
+    """Write one timeline event and (optionally) its outbox event, in this transaction."""
+    actor = principal.actor() if principal is not None else {"role": "system"}
+    event = TicketEvent(
+        ticket_id=ticket.id,
+        kind=kind,
+        public=public,
+        actor=actor,
+        body=body,
+        data=data or {},
+        occurred_at=occurred_at,
+        recorded_at=now,
+    )
+    session.add(event)
+    ticket.last_event_at = max(ticket.last_event_at, occurred_at)
+    await session.flush()
+    if outbox_type is not None:
+        event_data = {"kind": kind, "occurred_at": occurred_at.isoformat(), "actor": actor}
+        await emit(
+            session,
+            ticket,
+            outbox_type,
+            occurred_at=occurred_at,
+            now=now,
+            event={**event_data, **(data or {})},
+        )
+    return event
+
+
+async def timeline(
+    session: AsyncSession,
+    principal: Principal,
+    ticket_id: uuid.UUID,
+    *,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[TicketEventRead], str | None]:
+    """Every event in order (customer keys never see internal notes)."""
+    await load(session, principal, ticket_id)
+    stmt = select(TicketEvent).where(col(TicketEvent.ticket_id) == ticket_id)
+    if principal.is_customer:
+        stmt = stmt.where(col(TicketEvent.public).is_(True))
+    stmt = keyset(stmt, [col(TicketEvent.seq)], cursor, limit)
+    rows = (await session.execute(stmt)).scalars().all()
+    items, next_cursor = page_of(rows, limit, lambda r: (r.seq,))
+    return [TicketEventRead.model_validate(r) for r in items], next_cursor
+
+
+# ------------------------------------------------------------------------- listing
+
+SORTS = ("received_at", "-received_at", "next_due")
+
+
+async def list_tickets(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    now: datetime,
+    cursor: str | None,
+    limit: int,
+    status: Sequence[TicketStatus] = (),
+    severity: Sequence[str] = (),
+    organization_id: uuid.UUID | None = None,
+    assignee_id: uuid.UUID | None = None,
+    tier: int | None = None,
+    breached: bool | None = None,
+    due_before: datetime | None = None,
+    sort: str = "-received_at",
+) -> tuple[list[TicketRead], str | None]:
+    stmt: Select[Any] = select(Ticket)
+    if principal.is_customer:
+        stmt = stmt.where(col(Ticket.organization_id) == principal.organization_id)
+    if organization_id is not None:
+        stmt = stmt.where(col(Ticket.organization_id) == organization_id)
+    if status:
+        stmt = stmt.where(col(Ticket.status).in_([s.value for s in status]))
+    if severity:
+        stmt = stmt.where(col(Ticket.severity).in_(list(severity)))
+    if assignee_id is not None:
+        stmt = stmt.where(col(Ticket.assignee_id) == assignee_id)
+    if tier is not None:
+        stmt = stmt.where(col(Ticket.tier) == tier)
+    if due_before is not None:
+        # next_due_at is the earliest due instant among the ticket's running clocks.
+        stmt = stmt.where(col(Ticket.next_due_at) < due_before)
+    if breached is not None:
+        is_breached = exists().where(
+            col(SlaClock.ticket_id) == col(Ticket.id),
+            or_(
+                col(SlaClock.breached_at).is_not(None),
+                and_(col(SlaClock.due_at).is_not(None), col(SlaClock.due_at) < now),
+            ),
+        )
+        stmt = stmt.where(is_breached if breached else ~is_breached)
+    if sort == "next_due":
+        stmt = stmt.where(col(Ticket.next_due_at).is_not(None))
+        columns = [col(Ticket.next_due_at), col(Ticket.id)]
+        stmt = keyset(stmt, columns, cursor, limit)
+        key = lambda t: (t.next_due_at, t.id)  # noqa: E731
+    else:
+        columns = [col(Ticket.received_at), col(Ticket.id)]
+        stmt = keyset(stmt, columns, cursor, limit, descending=sort.startswith("-"))
+        key = lambda t: (t.received_at, t.id)  # noqa: E731
+    tickets = list((await session.execute(stmt)).scalars().all())
+    items, next_cursor = page_of(tickets, limit, key)
+    rows = await clock_rows(session, [t.id for t in items])
+    cals = await calendars_for(session, rows)
+    by_ticket: dict[uuid.UUID, list[SlaClock]] = {}
+    for row in rows:
+        by_ticket.setdefault(row.ticket_id, []).append(row)
+    return [
+        ticket_read(t, by_ticket.get(t.id, []), cals, now, principal) for t in items
+    ], next_cursor
