@@ -560,7 +560,9 @@ class Calendar:
         """The instant at which ``duration`` of open time has passed since ``start``.
 
         A start outside opening hours counts from the next opening; a zero
-        duration returns ``start`` itself (in UTC) even when closed.
+        duration returns ``start`` itself (the same instant, in UTC) even when
+        closed. (Python never finds an ambiguous local datetime equal to one in
+        another zone, PEP 495: compare results with UTC datetimes.)
         """
         cursor = _instant_us(start, "start")
         remaining = _duration_us(duration, "duration")

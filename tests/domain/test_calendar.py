@@ -481,6 +481,18 @@ def test_zero_duration_is_the_start_itself_even_when_closed(seed_002: Calendar):
     assert seed_002.between(saturday + H, saturday) == timedelta(0)
 
 
+def test_results_are_utc_even_for_an_ambiguous_local_start():
+    calendar = Calendar.from_spec({"timezone": "America/Vancouver", "weekly_hours": "24x7"})
+    second = datetime(2026, 11, 1, 1, 30, fold=1, tzinfo=VANCOUVER)  # 01:30 PST = 09:30Z
+    due = calendar.add(second, timedelta(0))
+    assert due.tzinfo is UTC
+    assert due == utc(2026, 11, 1, 9, 30) == second.astimezone(UTC)
+    # Python never finds a fold-sensitive local time equal to one in another zone
+    # (PEP 495), so compare instants in UTC.
+    assert (due == second) is False
+    assert calendar.add(second, H) == utc(2026, 11, 1, 10, 30)
+
+
 # --------------------------------------------------------------------------- business days
 
 
