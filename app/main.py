@@ -26,6 +26,7 @@ from app.routers import (
     api_keys,
     calendars,
     contracts,
+    entitlement,
     health,
     organizations,
     plans,
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         calendars.router,
         plans.router,
         contracts.router,
+        entitlement.router,
     ):
         app.include_router(router)
 
