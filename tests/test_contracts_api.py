@@ -204,3 +204,21 @@ async def test_customers_see_only_their_contracts(
         assert (await customer.post("/v1/contracts", json=body)).status_code == 403
     assert len((await agent.get("/v1/contracts")).json()["items"]) == 2  # staff read all
     assert (await agent.delete(f"/v1/contracts/{own['id']}")).status_code == 403
+
+
+async def test_a_plan_cannot_start_requiring_a_base_its_holders_lack(
+    admin: httpx.AsyncClient,
+) -> None:
+    primary, _ = await _catalog(admin)
+    cal = primary["calendar_id"]
+    extra = await create_plan(admin, cal, code="extra", level=2)
+    with_base, without = await create_org(admin), await create_org(admin)
+    await create_contract(admin, with_base["id"], primary["id"])
+    await create_contract(admin, with_base["id"], extra["id"], starts_on="2026-02-01")
+    lacking = await create_contract(admin, without["id"], extra["id"])
+    url = f"/v1/plans/{extra['id']}"
+    refused = await admin.patch(url, json={"requires": "primary"})
+    assert refused.status_code == 409 and refused.json()["contract_id"] == lacking["id"]
+    await create_contract(admin, without["id"], primary["id"], starts_on="2025-12-01")
+    accepted = await admin.patch(url, json={"requires": "primary"})
+    assert accepted.status_code == 200 and accepted.json()["requires"] == "primary"

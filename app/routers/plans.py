@@ -90,7 +90,8 @@ async def get_plan(
     responses=problems(404, 409, 412),
     description="Change a plan (send only what changes; `code` is fixed). The version "
     "is bumped when something really changes. Open tickets keep the time already counted "
-    "and count the rest under the new targets from the moment of the edit.\n" + _PLAN_RULES,
+    "and count the rest under the new targets from the moment of the edit. Making a plan "
+    "require another is a 409 while an organization holds it without that plan.\n" + _PLAN_RULES,
 )
 async def update_plan(
     plan_id: uuid.UUID,

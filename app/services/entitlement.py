@@ -22,6 +22,7 @@ from app.domain.entitlement import (
     ContractTerms,
     Coverage,
     Entitlement,
+    RequiresCycle,
     coverage_of,
     decide,
     plan_reasons,
@@ -118,7 +119,10 @@ async def decide_for_plan(
     code = next((c for c, p in plans.items() if p.id == plan_id), None)
     if code is None:
         raise NotFound("No plan with that id.")
-    coverage = coverage_of(code, terms)
+    try:
+        coverage = coverage_of(code, terms)
+    except RequiresCycle as exc:  # refused on every write; kept from a 500 all the same
+        raise Conflict(f"Plan {code} cannot apply: {exc}.") from None
     reasons = tuple(plan_reasons(coverage, channel, category))
     entitlement = Entitlement(at=at, allowed=not reasons, reasons=reasons, coverage=coverage)
     return Decision(entitlement, None, plans, calendars)

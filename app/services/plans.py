@@ -12,13 +12,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlmodel import col
 
 from app.domain.entitlement import Billing as BillingTerms
-from app.domain.entitlement import PlanTerms, find_requires_cycle
+from app.domain.entitlement import Period, PlanTerms, find_requires_cycle, uncovered
 from app.domain.lifecycle import PAUSABLE_STATUSES, AutoClosePolicy
 from app.domain.sla import AmbiguousTargets, InvalidTarget, Target, check_targets
 from app.domain.vocab import Category, Channel, ClockKind, Severity, TicketStatus
@@ -30,13 +30,14 @@ from app.errors import (
     field_error,
     invalid_field,
 )
-from app.models import CalendarRow, Contract, Plan
+from app.models import CalendarRow, Contract, Organization, Plan
 from app.pagination import keyset, page_of
 from app.schemas.plans import PlanCreate, PlanFields, PlanRead, PlanUpdate
 from app.services import calendars
 from app.services.common import flush_or_conflict
 
 CONFLICTS = {"uq_plans_code": "A plan with this code already exists."}
+_REQUIRES_GRAPH_LOCK = 7193552  # pg advisory lock key (app.migrate uses 7193551)
 
 # The fields whose values the service normalizes and stores as given (besides these:
 # code, requires -> requires_id).
@@ -253,6 +254,11 @@ async def _validate(
         required = await get_plan_by_code(session, requires)
         if required is None:
             raise invalid_field("body.requires", f"no plan with code {requires!r}")
+        # Serialize the plan writes that touch the requires graph, so that two
+        # concurrent edits cannot close a cycle that neither sees alone.
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"), {"key": _REQUIRES_GRAPH_LOCK}
+        )
         graph = await _requires_graph(session)
         graph[code] = requires
         cycle = find_requires_cycle(graph)
@@ -267,6 +273,8 @@ async def _validate(
                 f"an add-on ranks at least as high as the plan it requires "
                 f"({required.code}, level {required.level})",
             )
+    if row is not None and required is not None and required.id != row.requires_id:
+        await _ensure_contracts_hold(session, row, required)
     if row is not None:
         dependents = (
             (await session.execute(select(Plan).where(col(Plan.requires_id) == row.id)))
@@ -282,6 +290,43 @@ async def _validate(
                 f"plans that require this one must rank at least as high: {', '.join(lower)}",
             )
     return required.id if required else None
+
+
+async def _ensure_contracts_hold(session: AsyncSession, row: Plan, required: Plan) -> None:
+    """A plan that starts requiring another (or another one) keeps its existing contracts
+    valid: every organization holding it must hold the required plan over the same days
+    (409 naming the first contract that would lose its base)."""
+    held = list(
+        (await session.execute(select(Contract).where(col(Contract.plan_id) == row.id)))
+        .scalars()
+        .all()
+    )
+    if not held:
+        return
+    orgs = sorted({c.organization_id for c in held})
+    # Lock the organizations as contract writes do, so that none changes underneath.
+    await session.execute(
+        select(col(Organization.id)).where(col(Organization.id).in_(orgs)).with_for_update()
+    )
+    bases = (
+        await session.execute(
+            select(Contract).where(
+                col(Contract.plan_id) == required.id, col(Contract.organization_id).in_(orgs)
+            )
+        )
+    ).scalars()
+    by_org: dict[uuid.UUID, list[Period]] = {}
+    for base in bases:
+        by_org.setdefault(base.organization_id, []).append(Period(base.starts_on, base.ends_on))
+    for contract in sorted(held, key=lambda c: (c.starts_on, str(c.id))):
+        period = Period(contract.starts_on, contract.ends_on)
+        if uncovered(period, by_org.get(contract.organization_id, [])):
+            raise Conflict(
+                f"Contract {contract.id} (organization {contract.organization_id}) holds "
+                f"{row.code} on days without {required.code}; it would lose its coverage. "
+                f"Give that organization {required.code} first.",
+                contract_id=str(contract.id),
+            )
 
 
 async def _requires_graph(session: AsyncSession) -> dict[str, str | None]:
