@@ -1,4 +1,4 @@
-"""`sladesk serve | worker | migrate | create-key`."""
+"""`sladesk serve | worker | migrate | create-key | load`."""
 
 from __future__ import annotations
 
@@ -137,6 +137,33 @@ async def _create_key(settings: Settings, role: str, name: str) -> None:
         say(f"{role} API key (shown only this once): {key}")
 
 
+async def _load(settings: Settings, files: list[str]) -> None:
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from app.services.loader import LoadError, load_documents, read_file
+
+    try:  # read every file before touching the database: a typo fails fast
+        documents = [(Path(f), read_file(Path(f))) for f in files]
+    except LoadError as exc:
+        fail(f"{exc} (nothing was loaded)")
+    async with migrated_engine(settings) as engine:
+        try:
+            async with make_sessionmaker(engine)() as session, session.begin():
+                results = await load_documents(session, documents, now=datetime.now(UTC))
+        except LoadError as exc:
+            fail(f"{exc} (nothing was loaded)")
+    for path, loaded in results:
+        for item in loaded:
+            say(f"{path}: {item}")
+        counts = {o: sum(1 for i in loaded if i.outcome == o) for o in ("created", "updated")}
+        unchanged = len(loaded) - sum(counts.values())
+        say(
+            f"{path}: {counts['created']} created, {counts['updated']} updated, "
+            f"{unchanged} unchanged"
+        )
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -153,6 +180,10 @@ def main(argv: list[str] | None = None) -> None:
     create_key = commands.add_parser("create-key", help="create an API key (e.g. a lost admin key)")
     create_key.add_argument("--role", choices=["admin", "agent"], default="admin")
     create_key.add_argument("--name", default="created from the command line")
+    load = commands.add_parser(
+        "load", help="create or update calendars, plans and demo customers from TOML files"
+    )
+    load.add_argument("files", nargs="+", metavar="FILE", help="e.g. examples/002_vitrium.toml")
     args = parser.parse_args(argv)
 
     overrides: dict[str, object] = {}
@@ -179,6 +210,8 @@ def main(argv: list[str] | None = None) -> None:
                 asyncio.run(_migrate(ready))
             elif args.command == "create-key":
                 asyncio.run(_create_key(ready, args.role, args.name))
+            elif args.command == "load":
+                asyncio.run(_load(ready, args.files))
         except KeyboardInterrupt:
             pass
 

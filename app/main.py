@@ -21,7 +21,16 @@ from app.observability import (
     install_request_id_factory,
 )
 from app.openapi import install_openapi
-from app.routers import agents, api_keys, calendars, health, organizations
+from app.routers import (
+    agents,
+    api_keys,
+    calendars,
+    contracts,
+    entitlement,
+    health,
+    organizations,
+    plans,
+)
 from app.workers.runner import running_workers
 
 DESCRIPTION = """
@@ -84,6 +93,9 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         organizations.router,
         agents.router,
         calendars.router,
+        plans.router,
+        contracts.router,
+        entitlement.router,
     ):
         app.include_router(router)
 

@@ -14,6 +14,7 @@ import httpx
 from app.security import Role
 from tests.conftest import auth, make_key
 from tests.factories import create_contact, create_org
+from tests.plan_factories import create_calendar, create_contract, create_plan
 
 PUBLIC = {"/healthz", "/readyz", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"}
 
@@ -31,7 +32,16 @@ def _routes(app: Any) -> list[tuple[str, str]]:
 async def _other_org_resources(admin: httpx.AsyncClient) -> dict[str, str]:
     other = await create_org(admin)
     contact = await create_contact(admin, other["id"])
-    return {"organization_id": other["id"], "contact_id": contact["id"]}
+    calendar = await create_calendar(admin)
+    plan = await create_plan(admin, calendar["id"])
+    contract = await create_contract(admin, other["id"], plan["id"])
+    return {
+        "organization_id": other["id"],
+        "contact_id": contact["id"],
+        "calendar_id": calendar["id"],
+        "plan_id": plan["id"],
+        "contract_id": contract["id"],
+    }
 
 
 def _fill(path: str, ids: dict[str, str]) -> str:

@@ -3,16 +3,20 @@
 from app.models.api_key import ApiKey
 from app.models.base import Entity, metadata
 from app.models.calendar import CalendarRow
+from app.models.contract import Contract
 from app.models.directory import Agent, Contact, Organization
 from app.models.outbox import OutboxEvent
+from app.models.plan import Plan
 
 __all__ = [
     "Agent",
     "ApiKey",
     "CalendarRow",
     "Contact",
+    "Contract",
     "Entity",
     "Organization",
     "OutboxEvent",
+    "Plan",
     "metadata",
 ]

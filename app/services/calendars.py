@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.domain.calendar import Calendar, CalendarSpecError
-from app.errors import NotFound, invalid_field
+from app.errors import Conflict, NotFound, invalid_field
 from app.models.calendar import CalendarRow
+from app.models.plan import Plan
 from app.pagination import keyset, page_of
 from app.schemas.calendars import CalendarCreate, CalendarSpec, CalendarUpdate
 from app.services.common import flush_or_conflict
@@ -135,6 +136,17 @@ async def delete_calendar(session: AsyncSession, calendar_id: uuid.UUID) -> None
 
 async def _ensure_unused(session: AsyncSession, row: CalendarRow) -> None:
     """Refuse (409) to delete a calendar that a plan counts its targets on."""
+    codes = (
+        (await session.execute(select(col(Plan.code)).where(col(Plan.calendar_id) == row.id)))
+        .scalars()
+        .all()
+    )
+    if codes:
+        raise Conflict(
+            f"Plans {', '.join(sorted(codes))} use this calendar; move them to another "
+            "calendar first.",
+            used_by=sorted(codes),
+        )
 
 
 def due(calendar: Calendar, start: datetime, minutes: int) -> tuple[datetime, list[Any]]:

@@ -1,0 +1,67 @@
+"""Contracts on the wire: an organization holds a plan between two local dates."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, StringConstraints
+
+from app.schemas.common import PatchModel, ReadModel, StrictModel
+from app.schemas.plans import MAX_YEAR, MIN_YEAR
+
+
+def _in_range(value: date) -> date:
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise ValueError(f"must lie between the years {MIN_YEAR} and {MAX_YEAR}")
+    return value
+
+
+ContractDate = Annotated[
+    date,
+    AfterValidator(_in_range),
+    Field(description="a local date of the plan's calendar time zone (inclusive)"),
+]
+Reference = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+HoursBudget = Annotated[float, Field(ge=0, le=100_000, description="budgeted hours (2 decimals)")]
+
+
+class ContractCreate(StrictModel):
+    organization_id: uuid.UUID
+    plan_id: uuid.UUID
+    starts_on: ContractDate
+    ends_on: ContractDate | None = Field(default=None, description="null: open ended")
+    reference: Reference | None = Field(default=None, description="license or contract number")
+    hours_budget: HoursBudget | None = None
+
+
+class ContractUpdate(PatchModel):
+    """Change the dates, reference or budget (the organization and plan are fixed)."""
+
+    nullable = frozenset({"ends_on", "reference", "hours_budget"})
+
+    starts_on: ContractDate | None = None
+    ends_on: ContractDate | None = None
+    reference: Reference | None = None
+    hours_budget: HoursBudget | None = None
+
+
+class ContractRead(ReadModel):
+    id: uuid.UUID
+    organization_id: uuid.UUID
+    plan_id: uuid.UUID
+    plan_code: str
+    starts_on: date
+    ends_on: date | None
+    reference: str | None
+    hours_budget: float | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ContractSummary(ReadModel):
+    id: uuid.UUID
+    plan_code: str
+    starts_on: date
+    ends_on: date | None

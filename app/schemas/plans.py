@@ -1,0 +1,192 @@
+"""Plans on the wire: channels, coverage, targets, pause/auto-close and billing rules."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
+
+from app.domain.lifecycle import DEFAULT_PAUSE_ON
+from app.domain.vocab import Category, Channel, ClockKind, Metric, Severity, TicketStatus
+from app.schemas.common import PatchModel, ReadModel, StrictModel
+
+MAX_TARGET_MINUTES = 366 * 24 * 60  # a year of around-the-clock time
+MIN_YEAR, MAX_YEAR = 1970, 2199
+
+PlanCode = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$"),
+    Field(
+        description="A slug: lowercase letters, digits, `-` and `_` (max 64).",
+        examples=["vitrium-standard"],
+    ),
+]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Description = Annotated[str, StringConstraints(max_length=4000)]
+
+
+def _in_range(value: datetime) -> datetime:
+    # Checked on the wall-clock fields (offsets are under a day), so no conversion can
+    # overflow before the check.
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise ValueError(f"must lie between the years {MIN_YEAR} and {MAX_YEAR}")
+    return value.astimezone(UTC)
+
+
+Instant = Annotated[
+    AwareDatetime,
+    AfterValidator(_in_range),
+    Field(
+        description=f"ISO 8601 with an offset, years {MIN_YEAR}-{MAX_YEAR}",
+        examples=["2026-03-06T17:00:00-08:00"],
+    ),
+]
+Percent = Annotated[int, Field(ge=1, le=99)]
+BeforeMinutes = Annotated[int, Field(ge=1, le=MAX_TARGET_MINUTES)]
+
+
+class OnBreach(StrictModel):
+    escalate_to_tier: int | None = Field(
+        default=None, ge=1, le=4, description="raise the ticket to this tier at the breach"
+    )
+
+
+class TargetSpec(StrictModel):
+    """One promise of a plan. Empty condition lists match every ticket."""
+
+    metric: Metric = Field(
+        description="`first_response`, `resolution`, or `callback` (after a voicemail)"
+    )
+    severities: list[Severity] = Field(default_factory=list, max_length=len(Severity))
+    categories: list[Category] = Field(default_factory=list, max_length=len(Category))
+    channels: list[Channel] = Field(default_factory=list, max_length=len(Channel))
+    minutes: int | None = Field(
+        ge=1,
+        le=MAX_TARGET_MINUTES,
+        description="the promised duration; null = best effort (no due time, never breached)",
+    )
+    clock: ClockKind = Field(
+        default=ClockKind.BUSINESS,
+        description="`business`: the plan's calendar; `24x7`: around the clock",
+    )
+    warn_at_percent: list[Percent] = Field(
+        default_factory=list, max_length=10, examples=[[50, 75, 90]]
+    )
+    warn_before_minutes: list[BeforeMinutes] = Field(
+        default_factory=list,
+        max_length=10,
+        description="T-minus warnings: this many minutes before the due time",
+        examples=[[15]],
+    )
+    on_breach: OnBreach | None = None
+
+
+class AutoClose(StrictModel):
+    """Seed 004: close for lack of response after `contact_attempts` attempts to reach
+    the customer, `notice_business_days` business days after the last one."""
+
+    contact_attempts: int = Field(default=3, ge=1, le=20)
+    notice_business_days: int = Field(default=5, ge=0, le=60)
+
+
+class AfterHours(StrictModel):
+    allowed: bool = Field(default=False, description="attention after hours, on request")
+    multiplier: float = Field(default=1.5, ge=1, le=10, description="billed time factor")
+
+
+class Billing(StrictModel):
+    follow_up_minutes: int = Field(
+        default=15, ge=0, le=1440, description="time charged for each follow-up (seed 004)"
+    )
+    sessions_per_consultant: bool = Field(
+        default=True, description="session time is multiplied by each consultant involved"
+    )
+    after_hours: AfterHours = Field(default_factory=AfterHours)
+
+
+_DEFAULT_PAUSE_ON = sorted(DEFAULT_PAUSE_ON)
+
+
+class PlanFields(StrictModel):
+    name: Name
+    description: Description | None = None
+    level: int = Field(
+        ge=0,
+        le=1000,
+        description="rank: an organization's effective plan is its highest-level one; an "
+        "add-on's level is at least its base's",
+    )
+    requires: PlanCode | None = Field(
+        default=None,
+        description="code of a plan the customer must also hold (this plan is an add-on)",
+    )
+    calendar_id: uuid.UUID = Field(description="the plan's business hours")
+    channels: list[Channel] = Field(min_length=1, max_length=len(Channel))
+    excluded_categories: list[Category] = Field(
+        default_factory=list,
+        max_length=len(Category),
+        description="categories the plan does not cover (an add-on widens its base's)",
+    )
+    pause_on: list[TicketStatus] = Field(
+        default_factory=lambda: list(_DEFAULT_PAUSE_ON),
+        max_length=len(TicketStatus),
+        description="waiting statuses that pause the SLA clocks "
+        "(`waiting_on_customer`, `waiting_on_vendor`)",
+    )
+    auto_close: AutoClose | None = Field(default=None, description="null: never auto-close")
+    billing: Billing = Field(default_factory=Billing)
+    targets: list[TargetSpec] = Field(default_factory=list, max_length=100)
+    active: bool = Field(default=True, description="an inactive plan gets no new contracts")
+
+
+class PlanCreate(PlanFields):
+    code: PlanCode
+
+
+class PlanUpdate(PatchModel):
+    """Send only what changes (`code` is the plan's identity and cannot change)."""
+
+    nullable = frozenset({"description", "requires", "auto_close"})
+
+    name: Name | None = None
+    description: Description | None = None
+    level: int | None = Field(default=None, ge=0, le=1000)
+    requires: PlanCode | None = None
+    calendar_id: uuid.UUID | None = None
+    channels: list[Channel] | None = Field(default=None, min_length=1, max_length=len(Channel))
+    excluded_categories: list[Category] | None = Field(default=None, max_length=len(Category))
+    pause_on: list[TicketStatus] | None = Field(default=None, max_length=len(TicketStatus))
+    auto_close: AutoClose | None = None
+    billing: Billing | None = None
+    targets: list[TargetSpec] | None = Field(default=None, max_length=100)
+    active: bool | None = None
+
+
+class PlanRead(ReadModel):
+    id: uuid.UUID
+    code: str
+    name: str
+    description: str | None
+    level: int
+    requires: str | None
+    calendar_id: uuid.UUID
+    channels: list[Channel]
+    excluded_categories: list[Category]
+    pause_on: list[TicketStatus]
+    auto_close: AutoClose | None
+    billing: Billing
+    targets: list[TargetSpec]
+    version: int
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class PlanSummary(ReadModel):
+    id: uuid.UUID
+    code: str
+    name: str
+    level: int
+    version: int
