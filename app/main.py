@@ -30,6 +30,7 @@ from app.routers import (
     health,
     organizations,
     plans,
+    tickets,
 )
 from app.workers.runner import running_workers
 
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         plans.router,
         contracts.router,
         entitlement.router,
+        tickets.router,
     ):
         app.include_router(router)
 

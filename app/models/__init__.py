@@ -7,6 +7,7 @@ from app.models.contract import Contract
 from app.models.directory import Agent, Contact, Organization
 from app.models.outbox import OutboxEvent
 from app.models.plan import Plan
+from app.models.tickets import IdempotencyKey, SlaClock, SlaFiring, Ticket, TicketEvent
 
 __all__ = [
     "Agent",
@@ -15,8 +16,13 @@ __all__ = [
     "Contact",
     "Contract",
     "Entity",
+    "IdempotencyKey",
     "Organization",
     "OutboxEvent",
     "Plan",
+    "SlaClock",
+    "SlaFiring",
+    "Ticket",
+    "TicketEvent",
     "metadata",
 ]

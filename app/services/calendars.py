@@ -107,7 +107,7 @@ async def update_calendar(
         }
         spec = CalendarSpec.model_validate(merged).to_spec()
         compile_spec(spec)
-        await _before_calendar_change(session, row, now)
+        old = compiled(row)
         row.spec = spec
         row.timezone = spec["timezone"]
         row.version += 1
@@ -115,16 +115,11 @@ async def update_calendar(
         row.name = name
     await flush_or_conflict(session, CONFLICTS)
     if changes:
-        await _after_calendar_change(session, row, now)
+        # Imported here: clock_edits builds on this module (compiled calendars).
+        from app.services.clock_edits import calendar_changed
+
+        await calendar_changed(session, row, old, now)
     return row
-
-
-async def _before_calendar_change(session: AsyncSession, row: CalendarRow, now: datetime) -> None:
-    """Hook for the SLA clocks counted on this calendar (checkpoint under the old hours)."""
-
-
-async def _after_calendar_change(session: AsyncSession, row: CalendarRow, now: datetime) -> None:
-    """Hook for the SLA clocks counted on this calendar (new due times under the new hours)."""
 
 
 async def delete_calendar(session: AsyncSession, calendar_id: uuid.UUID) -> None:

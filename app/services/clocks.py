@@ -145,7 +145,9 @@ async def fired_keys(
     if not clock_ids:
         return {}
     rows = await session.execute(
-        select(SlaFiring.clock_id, SlaFiring.key).where(col(SlaFiring.clock_id).in_(clock_ids))
+        select(col(SlaFiring.clock_id), col(SlaFiring.key)).where(
+            col(SlaFiring.clock_id).in_(clock_ids)
+        )
     )
     found: dict[uuid.UUID, set[str]] = {}
     for clock_id, key in rows:

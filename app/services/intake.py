@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain import lifecycle, sla
-from app.domain.vocab import Metric
+from app.domain.vocab import Metric, TicketStatus
 from app.errors import Conflict, EntitlementDenied, Forbidden, NotFound, invalid_field
 from app.models.directory import Contact, Organization
 from app.models.tickets import TICKET_NUMBER_SEQ, IdempotencyKey, SlaClock, Ticket
@@ -23,7 +23,7 @@ from app.schemas.tickets import TicketCreate, TicketRead
 from app.security import Principal
 from app.services import clocks as clock_store
 from app.services import entitlement, tickets
-from app.services.plan_terms import PlanTerms
+from app.services.plan_terms import TicketTerms, snapshot_of
 
 
 def _request_hash(data: TicketCreate) -> str:
@@ -60,24 +60,32 @@ async def create_ticket(
 
     decision = await entitlement.decide_for(
         session,
+        principal,
         organization.id,
         at=received_at,
         contact_id=contact.id,
         channel=data.channel,
         category=data.category,
+        contact_field="body.contact_id",
     )
+    verdict = decision.entitlement
+    reasons = [r.value for r in verdict.reasons]
     if data.override_reason is not None and not principal.is_staff:
         raise Forbidden("Only staff keys may accept a request that entitlement refuses.")
-    if not decision.allowed and data.override_reason is None:
+    if not verdict.allowed and data.override_reason is None:
         raise EntitlementDenied(
             "The requester is not entitled to support for this request: "
-            + ", ".join(decision.reasons)
+            + ", ".join(reasons)
             + ". Staff may accept it anyway with override_reason.",
-            reasons=decision.reasons,
+            reasons=reasons,
         )
-    entitled = decision.allowed
-    snapshot = decision.snapshot if entitled else None
-    terms = PlanTerms.from_snapshot(snapshot) if snapshot else None
+    entitled = verdict.allowed
+    snapshot = (
+        snapshot_of(verdict.coverage, decision.plans)
+        if entitled and verdict.coverage is not None
+        else None
+    )
+    terms = TicketTerms.from_snapshot(snapshot) if snapshot else None
 
     number = int((await session.execute(select(TICKET_NUMBER_SEQ.next_value()))).scalar_one())
     ticket = Ticket(
@@ -89,12 +97,12 @@ async def create_ticket(
         category=data.category.value,
         subject=data.subject,
         description=data.description,
-        status=lifecycle.TicketStatus.NEW.value,
+        status=TicketStatus.NEW.value,
         entitled=entitled,
-        entitlement_reasons=list(decision.reasons),
+        entitlement_reasons=reasons,
         override_reason=data.override_reason if not entitled else None,
         plan_id=terms.plan_id if terms else None,
-        contract_id=decision.contract_id if entitled else None,
+        contract_id=verdict.contract.id if entitled and verdict.contract else None,
         plan_snapshot=snapshot,
         received_at=received_at,
         follows_up_ticket_id=data.follows_up_ticket_id,
@@ -135,7 +143,7 @@ async def create_ticket(
             "severity": data.severity.value,
             "category": data.category.value,
             "entitled": entitled,
-            "reasons": list(decision.reasons),
+            "reasons": reasons,
             "override_reason": data.override_reason if not entitled else None,
         },
         outbox_type="ticket.created",

@@ -1,61 +1,121 @@
-"""What a ticket keeps of the plan it was taken under (``tickets.plan_snapshot``)."""
+"""What a ticket keeps of the plan it was taken under (``tickets.plan_snapshot``).
+
+The snapshot is the whole coverage (the effective plan and the plans it requires, as
+stored), so that a later `change` of severity or category selects targets exactly as
+intake did, with the same add-on-over-base fallback (app.domain.entitlement.Coverage).
+Plan edits rewrite the snapshots of open tickets (services.clock_edits).
+"""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from app.domain import sla
+from app.domain.entitlement import Coverage, PlanTarget
 from app.domain.lifecycle import AutoClosePolicy, LifecyclePolicy
-from app.domain.vocab import Category, Channel, Metric, Severity, TicketStatus
+from app.domain.vocab import Category, Channel, Metric, Severity
+from app.models.plan import Plan
+from app.services.plans import terms_of
+
+_PLAN_FIELDS = (
+    "code",
+    "name",
+    "level",
+    "channels",
+    "excluded_categories",
+    "pause_on",
+    "auto_close",
+    "billing",
+    "targets",
+    "version",
+    "active",
+)
+
+
+def snapshot_of(coverage: Coverage, rows: dict[str, Plan]) -> dict[str, Any]:
+    """The JSON kept on the ticket: every plan of the coverage's chain, as stored."""
+    top = rows[coverage.plan.code]
+    chain = []
+    for terms in coverage.chain:
+        row = rows[terms.code]
+        chain.append(
+            {
+                "id": str(row.id),
+                "calendar_id": str(row.calendar_id),
+                "timezone": terms.timezone,
+                "requires": terms.requires,
+                **{name: getattr(row, name) for name in _PLAN_FIELDS},
+            }
+        )
+    return {
+        "plan": {"id": str(top.id), "code": top.code, "name": top.name, "version": top.version},
+        "calendar_id": str(coverage.calendar_id),
+        "chain": chain,
+    }
 
 
 @dataclass(frozen=True)
-class PlanTerms:
-    plan_id: uuid.UUID
-    code: str
-    name: str
-    version: int
-    calendar_id: uuid.UUID
-    targets: tuple[sla.Target, ...]
-    target_json: tuple[dict[str, Any], ...]
-    pause_on: frozenset[TicketStatus]
-    auto_close: AutoClosePolicy | None
-    billing: dict[str, Any] = field(default_factory=dict)
-    channels: frozenset[str] = frozenset()
-    excluded_categories: frozenset[str] = frozenset()
+class TicketTerms:
+    """A ticket's plan terms, rebuilt from its snapshot."""
+
+    snapshot: dict[str, Any]
+    coverage: Coverage
 
     @classmethod
-    def from_snapshot(cls, snapshot: dict[str, Any]) -> PlanTerms:
-        targets_json = tuple(snapshot.get("targets") or ())
-        auto = snapshot.get("auto_close")
-        return cls(
-            plan_id=uuid.UUID(snapshot["plan"]["id"]),
-            code=snapshot["plan"]["code"],
-            name=snapshot["plan"]["name"],
-            version=int(snapshot["plan"].get("version", 1)),
-            calendar_id=uuid.UUID(snapshot["calendar_id"]),
-            targets=sla.targets_from_config(targets_json),
-            target_json=targets_json,
-            pause_on=frozenset(TicketStatus(s) for s in snapshot.get("pause_on") or ()),
-            auto_close=AutoClosePolicy(**auto) if auto else None,
-            billing=dict(snapshot.get("billing") or {}),
-            channels=frozenset(snapshot.get("channels") or ()),
-            excluded_categories=frozenset(snapshot.get("excluded_categories") or ()),
-        )
+    def from_snapshot(cls, snapshot: dict[str, Any]) -> TicketTerms:
+        chain = []
+        for item in snapshot["chain"]:
+            fields = {name: item[name] for name in _PLAN_FIELDS}
+            row = Plan(
+                id=uuid.UUID(item["id"]), calendar_id=uuid.UUID(item["calendar_id"]), **fields
+            )
+            chain.append(terms_of(row, item["timezone"], item["requires"]))
+        return cls(snapshot, Coverage(plan=chain[0], chain=tuple(chain)))
+
+    @property
+    def plan_id(self) -> uuid.UUID:
+        return self.coverage.plan.id
+
+    @property
+    def code(self) -> str:
+        return self.coverage.plan.code
+
+    @property
+    def calendar_id(self) -> uuid.UUID:
+        return self.coverage.calendar_id
+
+    @property
+    def excluded_categories(self) -> frozenset[Category]:
+        return self.coverage.excluded_categories
+
+    @property
+    def billing(self) -> dict[str, Any]:
+        return dict(self.snapshot["chain"][0]["billing"] or {})
+
+    @property
+    def auto_close(self) -> AutoClosePolicy | None:
+        return self.coverage.auto_close
 
     @property
     def policy(self) -> LifecyclePolicy:
-        return LifecyclePolicy(pause_on=self.pause_on, auto_close=self.auto_close)
+        return LifecyclePolicy(pause_on=self.coverage.pause_on, auto_close=self.coverage.auto_close)
 
     def target_for(
         self, metric: Metric, severity: Severity, category: Category, channel: Channel
     ) -> tuple[sla.Target, dict[str, Any]] | None:
-        """The winning target of a metric, with its JSON (kept on the clock row)."""
+        """The winning target of a metric and its JSON (kept on the clock row, with the
+        plan it comes from). Seed 000: only a call that reached the answering machine
+        gets a callback clock."""
         if metric is Metric.CALLBACK and channel is not Channel.VOICEMAIL:
-            return None  # seed 000: only a call that reached the answering machine
-        target = sla.select_target(self.targets, metric, severity, category, channel)
-        if target is None:
             return None
-        return target, {**self.target_json[target.index], "index": target.index}
+        chosen = self.coverage.select(metric, severity, category, channel)
+        if chosen is None:
+            return None
+        return chosen.target, self.target_json(chosen)
+
+    def target_json(self, chosen: PlanTarget) -> dict[str, Any]:
+        plan = next(p for p in self.snapshot["chain"] if p["code"] == chosen.plan_code)
+        stored = plan["targets"][chosen.target.index]
+        return {"plan": chosen.plan_code, "index": chosen.target.index, "target": stored}

@@ -1,8 +1,8 @@
 """Support plans: validated against the domain (targets, requires, pause_on) on every write.
 
-A plan edit bumps its `version` (the ETag) whenever something really changes, and calls
-:func:`_before_plan_change` first: the hook through which running SLA clocks will keep
-what elapsed and re-apply the new targets from the moment of the edit (issue 5).
+A plan edit bumps its `version` (the ETag) whenever something really changes; an edit of
+what clocks depend on re-times the open tickets under the plan from the moment of the
+edit (services.clock_edits: running clocks keep what elapsed).
 """
 
 from __future__ import annotations
@@ -398,27 +398,21 @@ async def apply_changes(
     if not changed:
         return False
     requires_id = await _validate(session, values, code=row.code, row=row, now=now)
-    await _before_plan_change(session, row, frozenset(changed), now)
     for name in _STORED:
         setattr(row, name, values[name])
     row.requires_id = requires_id
     row.version += 1
     await flush_or_conflict(session, CONFLICTS)
+    if _CLOCK_FIELDS & set(changed):
+        # Imported here: clock_edits builds on this module (load_terms).
+        from app.services.clock_edits import plan_changed
+
+        await plan_changed(session, row, now)
     return True
 
 
-async def _before_plan_change(
-    session: AsyncSession, row: Plan, changed: frozenset[str], now: datetime
-) -> None:
-    """Hook for the SLA clocks of open tickets under this plan (issue 5 fills it).
-
-    Called before an edit is applied, with the names of the fields that change and the
-    instant of the edit. When `targets`, `calendar_id` or `pause_on` change, running
-    clocks must keep the business time elapsed until ``now`` (checkpoint under the old
-    calendar) and re-apply the plan's new targets from ``now`` (DESIGN: "Calendar or plan
-    edit: running clocks keep what elapsed and recompute only the remaining time");
-    stopped clocks are history and never change. Today there are no clocks: a no-op.
-    """
+# What open tickets' clocks depend on: an edit of these re-times them from the edit.
+_CLOCK_FIELDS = frozenset({"targets", "calendar_id", "pause_on", "requires", "auto_close"})
 
 
 async def delete_plan(session: AsyncSession, plan_id: uuid.UUID) -> None:

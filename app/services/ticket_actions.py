@@ -42,7 +42,7 @@ from app.schemas.tickets import (
 from app.security import Principal
 from app.services import clocks as clock_store
 from app.services import tickets
-from app.services.plan_terms import PlanTerms
+from app.services.plan_terms import TicketTerms
 
 # What each action is called on the timeline, and the outbox event it writes (if any).
 _KIND: Mapping[Action, tuple[str, str | None]] = {
@@ -70,7 +70,7 @@ class _Work:
     rows: dict[Metric, SlaClock]
     clocks: dict[Metric, sla.Clock]
     cals: clock_store.CalendarSet
-    terms: PlanTerms | None
+    terms: TicketTerms | None
     occurred: datetime
     data: dict[str, Any]
 
@@ -92,7 +92,7 @@ async def perform(
     tickets.check_if_match(ticket, if_match)
     occurred = _occurred_at(principal, body, ticket, now)
 
-    terms = PlanTerms.from_snapshot(ticket.plan_snapshot) if ticket.plan_snapshot else None
+    terms = TicketTerms.from_snapshot(ticket.plan_snapshot) if ticket.plan_snapshot else None
     policy = terms.policy if terms is not None else lifecycle.DEFAULT_POLICY
     status = TicketStatus(ticket.status)
     close_reason = CloseReason(ticket.close_reason) if ticket.close_reason else None
@@ -278,7 +278,7 @@ async def _change(work: _Work, body: ChangeBody) -> None:
     if severity.value == ticket.severity and category.value == ticket.category:
         raise invalid_field("body", "give a severity or category different from the current one")
     terms = work.terms
-    if terms is not None and category.value in terms.excluded_categories:
+    if terms is not None and category in terms.excluded_categories:
         raise invalid_field(
             "body.category",
             f"{category.value} is excluded by plan {terms.code} (category_excluded)",

@@ -99,7 +99,7 @@ def clock_read(
         metric=reading.metric,
         minutes=reading.minutes,
         clock="24x7" if row.kind == "24x7" else "business",
-        state=reading.state.value,  # type: ignore[arg-type]
+        state=reading.state.value,
         running=reading.running,
         started_at=reading.started_at,
         due_at=reading.due_at,
@@ -138,9 +138,9 @@ def ticket_read(
         number=display_number(ticket.number),
         organization_id=ticket.organization_id,
         contact_id=ticket.contact_id,
-        channel=ticket.channel,  # type: ignore[arg-type]
-        severity=ticket.severity,  # type: ignore[arg-type]
-        category=ticket.category,  # type: ignore[arg-type]
+        channel=ticket.channel,
+        severity=ticket.severity,
+        category=ticket.category,
         subject=ticket.subject,
         description=ticket.description,
         status=status,
