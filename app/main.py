@@ -21,7 +21,7 @@ from app.observability import (
     install_request_id_factory,
 )
 from app.openapi import install_openapi
-from app.routers import agents, api_keys, calendars, health, organizations
+from app.routers import agents, api_keys, calendars, health, organizations, webhooks
 from app.workers.runner import running_workers
 
 DESCRIPTION = """
@@ -84,8 +84,10 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         organizations.router,
         agents.router,
         calendars.router,
+        webhooks.router,
     ):
         app.include_router(router)
+    webhooks.document_webhooks(app)
 
     # Outermost last: the request id and metrics see everything, the limit sits inside.
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)

@@ -5,6 +5,7 @@ from app.models.base import Entity, metadata
 from app.models.calendar import CalendarRow
 from app.models.directory import Agent, Contact, Organization
 from app.models.outbox import OutboxEvent
+from app.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookSubscription
 
 __all__ = [
     "Agent",
@@ -14,5 +15,8 @@ __all__ = [
     "Entity",
     "Organization",
     "OutboxEvent",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookSubscription",
     "metadata",
 ]
