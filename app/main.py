@@ -30,6 +30,7 @@ from app.routers import (
     health,
     organizations,
     plans,
+    webhooks,
 )
 from app.workers.runner import running_workers
 
@@ -96,8 +97,10 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         plans.router,
         contracts.router,
         entitlement.router,
+        webhooks.router,
     ):
         app.include_router(router)
+    webhooks.document_webhooks(app)
 
     # Outermost last: the request id and metrics see everything, the limit sits inside.
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)

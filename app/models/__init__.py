@@ -7,6 +7,7 @@ from app.models.contract import Contract
 from app.models.directory import Agent, Contact, Organization
 from app.models.outbox import OutboxEvent
 from app.models.plan import Plan
+from app.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookSubscription
 
 __all__ = [
     "Agent",
@@ -18,5 +19,8 @@ __all__ = [
     "Organization",
     "OutboxEvent",
     "Plan",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookSubscription",
     "metadata",
 ]
