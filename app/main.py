@@ -31,6 +31,7 @@ from app.routers import (
     organizations,
     plans,
     tickets,
+    webhooks,
 )
 from app.workers.runner import running_workers
 
@@ -98,8 +99,10 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         contracts.router,
         entitlement.router,
         tickets.router,
+        webhooks.router,
     ):
         app.include_router(router)
+    webhooks.document_webhooks(app)
 
     # Outermost last: the request id and metrics see everything, the limit sits inside.
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)

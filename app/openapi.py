@@ -26,6 +26,7 @@ def install_openapi(app: FastAPI) -> None:
             version=app.version,
             description=app.description,
             routes=app.routes,
+            webhooks=app.webhooks.routes,
             tags=app.openapi_tags,
         )
         shared = {str(k): v for k, v in problems(*_COMMON, *_WITH_BODY).items()}

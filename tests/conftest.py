@@ -37,16 +37,15 @@ def _plain(url: Any) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+async def raw_connect(url: str) -> asyncpg.Connection:
+    """A plain asyncpg connection to a database URL (TCP, or a unix socket given as
+    ``?host=/dir``, as the embedded server is)."""
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    return await asyncpg.connect(dsn)
+
+
 async def _admin_execute(server_url: str, sql: str) -> None:
-    url = make_url(server_url)
-    host = url.host or url.query.get("host")
-    conn = await asyncpg.connect(
-        user=url.username or "postgres",
-        password=url.password or None,
-        host=host,
-        port=url.port or 5432,
-        database=url.database or "postgres",
-    )
+    conn = await raw_connect(server_url)
     try:
         await conn.execute(sql)
     finally:

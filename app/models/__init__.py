@@ -8,6 +8,7 @@ from app.models.directory import Agent, Contact, Organization
 from app.models.outbox import OutboxEvent
 from app.models.plan import Plan
 from app.models.tickets import IdempotencyKey, SlaClock, SlaFiring, Ticket, TicketEvent
+from app.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookSubscription
 
 __all__ = [
     "Agent",
@@ -24,5 +25,8 @@ __all__ = [
     "SlaFiring",
     "Ticket",
     "TicketEvent",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookSubscription",
     "metadata",
 ]

@@ -11,13 +11,14 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
+from app.workers.dispatcher import run_dispatcher
 
 logger = logging.getLogger("sladesk.workers")
 
 Loop = Callable[[AsyncEngine, Settings, asyncio.Event], Coroutine[Any, Any, None]]
 
 # Issues that add loops register them here: each runs until the stop event is set.
-LOOPS: list[tuple[str, Loop]] = []
+LOOPS: list[tuple[str, Loop]] = [("webhooks", run_dispatcher)]
 
 
 @contextlib.asynccontextmanager

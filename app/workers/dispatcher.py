@@ -1,0 +1,840 @@
+"""The webhook dispatcher: outbox events -> deliveries -> signed HTTP requests.
+
+Each round, in its own short transactions:
+
+1. **Fan-out** (one dispatcher at a time: a transaction-level advisory lock, tried, never
+   waited for). Undispatched outbox events, in ``seq`` order, become one delivery per
+   matching active subscription (``INSERT … ON CONFLICT DO NOTHING`` on
+   event x subscription, so a repeated fan-out cannot duplicate a delivery) and are marked
+   ``dispatched_at``. A sequence number is taken at insert but becomes visible at commit,
+   so a hole in ``seq`` may be an event still being written: fan-out stops before it until
+   every transaction that was running when the hole was seen has ended (checked twice on
+   transaction-id snapshots), or ``gap_max_wait`` passes. So per ticket, deliveries are
+   created in event order even when transactions commit out of order.
+2. **Claim**. Due deliveries (``status = 'pending'``, ``next_attempt_at`` reached, lease
+   free or expired, subscription active) are locked ``FOR UPDATE SKIP LOCKED``, only as
+   many as there are free sending slots (overall and per subscription), leased
+   (``locked_until`` = now + timeout + margin, with a token), and committed. A delivery
+   of a ticket is due only when no earlier delivery of that ticket to that subscription is
+   still pending (retrying or in flight): per-ticket order, across any number of
+   dispatchers. Events without a ticket are unordered.
+3. **Send**, outside any transaction, each in its own task: Standard Webhooks headers and
+   signatures (two during a secret rotation), a total timeout, no redirects, through a
+   connection pool that checks every address it connects to (app.services.netguard).
+4. **Record**, in a new transaction: the attempt (its id chosen before sending, so a
+   retried record after a lost commit acknowledgement inserts it once) and, if this
+   dispatcher still holds the lease, the delivery's next state — succeeded, retry at the
+   later of the schedule (±jitter) and ``Retry-After`` (429/5xx, capped), failed when
+   the schedule is exhausted, or failed + subscription disabled on 410.
+
+A sender that dies keeps its lease until it expires; the delivery is then claimed again
+and re-sent with the same ``webhook-id`` (at-least-once). A cancelled dispatcher frees
+the leases of what it had not recorded.
+
+Wake-ups: a dedicated asyncpg connection LISTENs on ``sladesk_outbox`` (reconnecting with
+backoff; a reconnect triggers a round, as it may have missed notifications), a finished
+send wakes the loop, and otherwise it sleeps until the earliest due delivery — with a
+safety re-check every ``safety_recheck`` seconds. Database errors end the round, not the
+loop: it backs off and tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import httpx
+from sqlalchemy import (
+    Table,
+    and_,
+    exists,
+    func,
+    not_,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app import __version__
+from app.config import Settings
+from app.domain.webhooks import (
+    DEFAULT_JITTER,
+    DEFAULT_RETRY_AFTER_CAP,
+    DEFAULT_SCHEDULE,
+    Outcome,
+    next_step,
+    parse_retry_after,
+    parse_target,
+    signature_header,
+    signing_secrets,
+    webhook_id,
+)
+from app.events import CATALOGUE, WILDCARD
+from app.models import metadata
+from app.services.netguard import AddressRefused, GuardedTransport
+from app.services.outbox import OUTBOX_CHANNEL
+
+logger = logging.getLogger("sladesk.webhooks")
+
+EVENTS: Table = metadata.tables["outbox_events"]
+SUBSCRIPTIONS: Table = metadata.tables["webhook_subscriptions"]
+DELIVERIES: Table = metadata.tables["webhook_deliveries"]
+ATTEMPTS: Table = metadata.tables["webhook_attempts"]
+
+# The pg_try_advisory_xact_lock key that makes fan-out one dispatcher at a time.
+FANOUT_LOCK_KEY = 0x51ADE5C0_3B00_0001
+EXCERPT_BYTES = 512
+PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class DispatcherConfig:
+    """Everything the loop needs; tests shrink the schedule and the timeouts."""
+
+    allow_private: bool = False
+    allow_http: bool = False
+    timeout: float = 15.0  # total per request
+    connect_timeout: float = 10.0
+    schedule: tuple[timedelta, ...] = DEFAULT_SCHEDULE
+    jitter: float = DEFAULT_JITTER
+    retry_after_cap: timedelta = DEFAULT_RETRY_AFTER_CAP
+    lease_margin: float = 30.0  # lease = timeout + margin; also how long a record is retried
+    max_in_flight: int = 32
+    per_subscription: int = 4
+    claim_batch: int = 64
+    fanout_batch: int = 500
+    safety_recheck: float = 30.0
+    gap_poll: float = 0.05
+    gap_max_wait: float = 10.0
+    error_backoff_max: float = 5.0
+    listener_health_interval: float = 15.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> DispatcherConfig:
+        base = cls(
+            allow_private=settings.webhooks_allow_private,
+            allow_http=settings.webhooks_allow_http,
+            timeout=settings.webhook_timeout_seconds,
+            connect_timeout=min(settings.webhook_timeout_seconds, 10.0),
+        )
+        return replace(base, **overrides)
+
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(seconds=self.timeout + self.lease_margin)
+
+
+@dataclass
+class Job:
+    """A claimed delivery and what sending it needs."""
+
+    delivery_id: uuid.UUID
+    subscription_id: uuid.UUID
+    event_id: uuid.UUID
+    ticket_id: uuid.UUID | None
+    token: uuid.UUID
+    redeliver: bool
+    url: str
+    secrets: list[str] = field(repr=False)
+    body: bytes = field(repr=False)
+
+
+@dataclass
+class Result:
+    attempt_id: uuid.UUID
+    started_at: datetime
+    duration_ms: int
+    status_code: int | None = None
+    error: str | None = None
+    excerpt: str | None = None
+    retry_after: timedelta | None = None
+
+
+@dataclass
+class _Gap:
+    start: int
+    phase: int
+    xmax: int
+    since: float
+
+
+@dataclass
+class _FanOut:
+    more: bool = False
+    blocked: bool = False
+
+
+def message_body(event_type: str, occurred_at: datetime, data: Mapping[str, Any]) -> bytes:
+    """``{"type", "timestamp", "data"}``, compact JSON: the exact bytes that are signed."""
+    timestamp = occurred_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    payload = {"type": event_type, "timestamp": timestamp, "data": data}
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+def _host(url: str) -> str:
+    try:
+        return urlsplit(url).hostname or "?"
+    except ValueError:
+        return "?"
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        config: DispatcherConfig,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        rng: random.Random | None = None,
+        name: str = "webhooks",
+    ) -> None:
+        self.engine = engine
+        self.config = config
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.name = name
+        self.listening = asyncio.Event()  # set while the LISTEN connection is up
+        self._wake = asyncio.Event()
+        self._in_flight: Counter[uuid.UUID] = Counter()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._unrecorded: dict[uuid.UUID, uuid.UUID] = {}  # delivery id -> lease token
+        self._gap: _Gap | None = None
+        self._client: httpx.AsyncClient | None = None
+
+    # ---------------------------------------------------------------------- the loop
+
+    async def run(self, stop: asyncio.Event) -> None:
+        transport = GuardedTransport(
+            allow_private=self.config.allow_private, max_connections=self.config.max_in_flight
+        )
+        timeout = httpx.Timeout(self.config.timeout, connect=self.config.connect_timeout)
+        listener = asyncio.create_task(self._listen(stop), name=f"sladesk-{self.name}-listen")
+        stopper = asyncio.create_task(self._wake_on(stop))
+        try:
+            async with httpx.AsyncClient(
+                transport=transport, timeout=timeout, follow_redirects=False, trust_env=False
+            ) as client:
+                self._client = client
+                try:
+                    await self._loop(stop)
+                finally:
+                    await self._shutdown()
+        finally:
+            listener.cancel()
+            stopper.cancel()
+            await asyncio.gather(listener, stopper, return_exceptions=True)
+
+    async def _wake_on(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._wake.set()
+
+    async def _loop(self, stop: asyncio.Event) -> None:
+        backoff = 0.0
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                delay = await self.run_round()
+                backoff = 0.0
+            except Exception:
+                backoff = min(max(backoff * 2, 0.1), self.config.error_backoff_max)
+                logger.warning(
+                    "webhook dispatch round failed; retrying in %.1f s",
+                    backoff,
+                    exc_info=True,
+                    extra={"worker": self.name},
+                )
+                delay = backoff
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            else:
+                await asyncio.sleep(0)
+
+    async def _shutdown(self) -> None:
+        """Cancel sends in flight and free their leases, so another dispatcher (or this one
+        after a restart) sends them at once rather than after the lease expires."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        tokens = dict(self._unrecorded)
+        if not tokens:
+            return
+        try:
+            async with asyncio.timeout(5):
+                async with self.engine.begin() as conn:
+                    await conn.execute(
+                        update(DELIVERIES)
+                        .where(
+                            DELIVERIES.c.id.in_(list(tokens)),
+                            DELIVERIES.c.lease_token.in_(list(set(tokens.values()))),
+                            DELIVERIES.c.status == PENDING,
+                        )
+                        .values(locked_until=None, lease_token=None)
+                    )
+        except Exception:  # the leases expire by themselves
+            logger.info("could not free webhook leases on shutdown", exc_info=True)
+
+    async def run_round(self) -> float:
+        """Fan out, claim and start sends; the seconds to wait before the next round."""
+        now = self.clock()
+        fan = await self._fan_out(now)
+        capacity = self.config.max_in_flight - len(self._tasks)
+        again = fan.more
+        if capacity > 0:
+            limit = min(capacity, self.config.claim_batch)
+            jobs, seen = await self._claim(now, limit)
+            for job in jobs:
+                self._start(job)
+            again = again or (seen == limit and len(self._tasks) < self.config.max_in_flight)
+        if again:
+            return 0.0
+        delay = self.config.safety_recheck
+        if len(self._tasks) < self.config.max_in_flight:
+            due = await self._next_due()
+            if due is not None:
+                # A due row that could not be claimed is locked by another transaction
+                # for a moment: look again soon, without spinning.
+                delay = min(delay, max((due - self.clock()).total_seconds(), 0.02))
+        if fan.blocked:
+            delay = min(delay, self.config.gap_poll)
+        return delay
+
+    # ------------------------------------------------------------------------ fan-out
+
+    async def _fan_out(self, now: datetime) -> _FanOut:
+        result = _FanOut()
+        async with self.engine.begin() as conn:
+            locked = (
+                await conn.execute(select(func.pg_try_advisory_xact_lock(FANOUT_LOCK_KEY)))
+            ).scalar_one()
+            if not locked:  # another dispatcher is fanning out; look again shortly
+                result.blocked = True
+                return result
+            xmin, xmax = (
+                await conn.execute(
+                    text(
+                        "SELECT txid_snapshot_xmin(txid_current_snapshot()), "
+                        "txid_snapshot_xmax(txid_current_snapshot())"
+                    )
+                )
+            ).one()
+            watermark = (
+                await conn.execute(
+                    select(func.coalesce(func.max(EVENTS.c.seq), 0)).where(
+                        EVENTS.c.dispatched_at.is_not(None)
+                    )
+                )
+            ).scalar_one()
+            events = (
+                await conn.execute(
+                    select(
+                        EVENTS.c.id,
+                        EVENTS.c.seq,
+                        EVENTS.c.type,
+                        EVENTS.c.ticket_id,
+                        EVENTS.c.data,
+                    )
+                    .where(EVENTS.c.dispatched_at.is_(None))
+                    .order_by(EVENTS.c.seq)
+                    .limit(self.config.fanout_batch)
+                )
+            ).all()
+            if not events:
+                self._gap = None
+                return result
+            ready = []
+            for event in events:
+                if event.seq > watermark + 1 and not self._gap_resolved(watermark + 1, xmin, xmax):
+                    result.blocked = True
+                    break
+                ready.append(event)
+                watermark = max(watermark, event.seq)
+            if not ready:
+                return result
+            subscriptions = (
+                await conn.execute(
+                    select(SUBSCRIPTIONS.c.id, SUBSCRIPTIONS.c.event_types, SUBSCRIPTIONS.c.active)
+                )
+            ).all()
+            rows = [
+                {
+                    "id": uuid.uuid4(),
+                    "event_id": event.id,
+                    "subscription_id": subscription_id,
+                    "event_seq": event.seq,
+                    "event_type": event.type,
+                    "ticket_id": event.ticket_id,
+                    "status": PENDING,
+                    "attempt_count": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                }
+                for event in ready
+                for subscription_id in _targets(event.type, event.data, subscriptions)
+            ]
+            if rows:
+                await conn.execute(
+                    insert(DELIVERIES)
+                    .values(rows)
+                    .on_conflict_do_nothing(index_elements=["event_id", "subscription_id"])
+                )
+            await conn.execute(
+                update(EVENTS)
+                .where(EVENTS.c.id.in_([e.id for e in ready]))
+                .values(dispatched_at=now)
+            )
+            result.more = len(events) == self.config.fanout_batch and not result.blocked
+        return result
+
+    def _gap_resolved(self, start: int, xmin: int, xmax: int) -> bool:
+        """Whether the missing sequence numbers from ``start`` on can no longer appear
+        (their transactions ended: rolled back, or committed and now visible)."""
+        gap, now = self._gap, time.monotonic()
+        if gap is None or gap.start != start:
+            self._gap = _Gap(start, phase=1, xmax=xmax, since=now)
+            return False
+        if now - gap.since >= self.config.gap_max_wait:
+            logger.warning(
+                "outbox sequence %s still missing after %.0f s; going on without it",
+                start,
+                self.config.gap_max_wait,
+                extra={"worker": self.name},
+            )
+            self._gap = None
+            return True
+        if xmin >= gap.xmax:
+            if gap.phase == 1:
+                # Every transaction running when the hole was seen has ended. One that took
+                # its number just then but had no transaction id yet has one now: wait for
+                # the transactions running now as well.
+                gap.phase, gap.xmax = 2, xmax
+                return False
+            self._gap = None
+            return True
+        return False
+
+    # -------------------------------------------------------------------------- claim
+
+    def _due(self, now: datetime | None) -> list[Any]:
+        earlier = DELIVERIES.alias("earlier")
+        earlier_pending = exists().where(
+            earlier.c.subscription_id == DELIVERIES.c.subscription_id,
+            earlier.c.ticket_id == DELIVERIES.c.ticket_id,
+            earlier.c.status == PENDING,
+            earlier.c.event_seq < DELIVERIES.c.event_seq,
+        )
+        saturated = [s for s, n in self._in_flight.items() if n >= self.config.per_subscription]
+        conditions: list[Any] = [
+            DELIVERIES.c.status == PENDING,
+            SUBSCRIPTIONS.c.active.is_(True),
+            or_(DELIVERIES.c.ticket_id.is_(None), not_(earlier_pending)),
+        ]
+        if saturated:
+            conditions.append(DELIVERIES.c.subscription_id.not_in(saturated))
+        if now is not None:
+            conditions += [
+                DELIVERIES.c.next_attempt_at <= now,
+                or_(DELIVERIES.c.locked_until.is_(None), DELIVERIES.c.locked_until <= now),
+            ]
+        return conditions
+
+    async def _claim(self, now: datetime, limit: int) -> tuple[list[Job], int]:
+        """Lease up to ``limit`` due deliveries that fit the free slots; (jobs, rows seen)."""
+        stmt = (
+            select(
+                DELIVERIES.c.id,
+                DELIVERIES.c.subscription_id,
+                DELIVERIES.c.event_id,
+                DELIVERIES.c.ticket_id,
+                DELIVERIES.c.redeliver_requested_at,
+                SUBSCRIPTIONS.c.url,
+                SUBSCRIPTIONS.c.secret,
+                SUBSCRIPTIONS.c.previous_secret,
+                SUBSCRIPTIONS.c.previous_secret_expires_at,
+                EVENTS.c.type,
+                EVENTS.c.occurred_at,
+                EVENTS.c.data,
+            )
+            .select_from(
+                DELIVERIES.join(
+                    SUBSCRIPTIONS, SUBSCRIPTIONS.c.id == DELIVERIES.c.subscription_id
+                ).join(EVENTS, EVENTS.c.id == DELIVERIES.c.event_id)
+            )
+            .where(and_(*self._due(now)))
+            .order_by(DELIVERIES.c.next_attempt_at, DELIVERIES.c.event_seq)
+            .limit(limit)
+            .with_for_update(of=DELIVERIES, skip_locked=True)
+        )
+        token = uuid.uuid4()
+        jobs: list[Job] = []
+        async with self.engine.begin() as conn:
+            rows = (await conn.execute(stmt)).all()
+            slots = {
+                row.subscription_id: self.config.per_subscription
+                - self._in_flight[row.subscription_id]
+                for row in rows
+            }
+            for row in rows:
+                if slots[row.subscription_id] <= 0:
+                    continue  # not leased: its row lock ends with this transaction
+                slots[row.subscription_id] -= 1
+                jobs.append(
+                    Job(
+                        delivery_id=row.id,
+                        subscription_id=row.subscription_id,
+                        event_id=row.event_id,
+                        ticket_id=row.ticket_id,
+                        token=token,
+                        redeliver=row.redeliver_requested_at is not None,
+                        url=row.url,
+                        secrets=signing_secrets(
+                            row.secret,
+                            row.previous_secret,
+                            row.previous_secret_expires_at,
+                            now,
+                        ),
+                        body=message_body(row.type, row.occurred_at, row.data),
+                    )
+                )
+            if jobs:
+                await conn.execute(
+                    update(DELIVERIES)
+                    .where(DELIVERIES.c.id.in_([j.delivery_id for j in jobs]))
+                    .values(locked_until=now + self.config.lease, lease_token=token)
+                )
+        return jobs, len(rows)
+
+    async def _next_due(self) -> datetime | None:
+        due_at = func.greatest(
+            DELIVERIES.c.next_attempt_at,
+            func.coalesce(DELIVERIES.c.locked_until, DELIVERIES.c.next_attempt_at),
+        )
+        stmt = (
+            select(func.min(due_at))
+            .select_from(
+                DELIVERIES.join(SUBSCRIPTIONS, SUBSCRIPTIONS.c.id == DELIVERIES.c.subscription_id)
+            )
+            .where(and_(*self._due(None)))
+        )
+        async with self.engine.connect() as conn:
+            value: datetime | None = (await conn.execute(stmt)).scalar_one()
+            await conn.rollback()
+        return value
+
+    # --------------------------------------------------------------------------- send
+
+    def _start(self, job: Job) -> None:
+        self._in_flight[job.subscription_id] += 1
+        self._unrecorded[job.delivery_id] = job.token
+        task = asyncio.create_task(self._deliver(job), name=f"sladesk-webhook-{job.delivery_id}")
+        self._tasks.add(task)
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._tasks.discard(task)
+            self._in_flight[job.subscription_id] -= 1
+            if self._in_flight[job.subscription_id] <= 0:
+                del self._in_flight[job.subscription_id]
+            self._wake.set()
+
+        task.add_done_callback(done)
+
+    async def _deliver(self, job: Job) -> None:
+        result = await self.send(job)
+        await self._record(job, result)
+
+    async def send(self, job: Job) -> Result:
+        """One attempt. Never raises for anything the receiver or the network does."""
+        assert self._client is not None
+        started = self.clock()
+        t0 = time.monotonic()
+        result = Result(attempt_id=uuid.uuid4(), started_at=started, duration_ms=0)
+        msg_id = webhook_id(job.event_id)
+        try:
+            parse_target(job.url, allow_http=self.config.allow_http)
+            httpx.URL(job.url)
+        except (ValueError, httpx.InvalidURL) as exc:  # e.g. http, since disallowed
+            result.error = f"URL refused: {exc}"
+            return result
+        try:
+            timestamp = int(started.timestamp())
+            headers = {
+                "content-type": "application/json",
+                "user-agent": f"sladesk-webhooks/{__version__}",
+                "webhook-id": msg_id,
+                "webhook-timestamp": str(timestamp),
+                "webhook-signature": signature_header(job.secrets, msg_id, timestamp, job.body),
+            }
+            async with (
+                asyncio.timeout(self.config.timeout),
+                self._client.stream("POST", job.url, content=job.body, headers=headers) as reply,
+            ):
+                result.status_code = reply.status_code
+                result.retry_after = parse_retry_after(
+                    reply.headers.get("retry-after"), self.clock()
+                )
+                result.excerpt = await _excerpt(reply)
+            result.error = _status_error(reply)
+        except AddressRefused as exc:
+            result.error = f"address refused (SSRF protection): {exc}"
+        except (TimeoutError, httpx.TimeoutException):
+            result.error = f"no complete answer within {self.config.timeout:g} s"
+        except httpx.HTTPError as exc:
+            result.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        except Exception as exc:  # never let one receiver break the loop
+            logger.exception("unexpected error sending a webhook", extra={"worker": self.name})
+            result.error = f"unexpected error: {type(exc).__name__}"
+        result.duration_ms = round((time.monotonic() - t0) * 1000)
+        return result
+
+    # ------------------------------------------------------------------------- record
+
+    async def _record(self, job: Job, result: Result) -> None:
+        deadline = time.monotonic() + self.config.lease_margin
+        pause = 0.05
+        while True:
+            try:
+                await self._record_once(job, result)
+                break
+            except Exception:
+                if time.monotonic() + pause > deadline:
+                    logger.warning(
+                        "could not record a webhook attempt; the delivery is retried when "
+                        "its lease expires",
+                        exc_info=True,
+                        extra={"worker": self.name, "delivery_id": str(job.delivery_id)},
+                    )
+                    break
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
+        if self._unrecorded.get(job.delivery_id) == job.token:
+            del self._unrecorded[job.delivery_id]
+
+    async def _record_once(self, job: Job, result: Result) -> None:
+        now = self.clock()
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    select(
+                        DELIVERIES.c.attempt_count, DELIVERIES.c.lease_token, DELIVERIES.c.status
+                    )
+                    .where(DELIVERIES.c.id == job.delivery_id)
+                    .with_for_update()
+                )
+            ).one_or_none()
+            if row is None:  # deleted with its subscription meanwhile
+                return
+            number = row.attempt_count + 1
+            succeeded = result.status_code is not None and 200 <= result.status_code <= 299
+            inserted = (
+                await conn.execute(
+                    insert(ATTEMPTS)
+                    .values(
+                        id=result.attempt_id,
+                        delivery_id=job.delivery_id,
+                        number=number,
+                        trigger="redeliver" if job.redeliver else "schedule",
+                        started_at=result.started_at,
+                        duration_ms=result.duration_ms,
+                        status_code=result.status_code,
+                        outcome=SUCCEEDED if succeeded else FAILED,
+                        error=result.error,
+                        response_excerpt=result.excerpt,
+                    )
+                    .on_conflict_do_nothing(index_elements=["id"])
+                    .returning(ATTEMPTS.c.id)
+                )
+            ).scalar_one_or_none()
+            if inserted is None:  # recorded already; the acknowledgement was lost
+                return
+            values: dict[str, Any] = {
+                "attempt_count": number,
+                "last_attempt_at": result.started_at,
+                "last_status_code": result.status_code,
+                "last_error": result.error,
+            }
+            owner = row.lease_token == job.token
+            finished = False
+            if owner:
+                step = next_step(
+                    status_code=result.status_code,
+                    attempts_made=number,
+                    now=now,
+                    retry_after=result.retry_after,
+                    schedule=self.config.schedule,
+                    jitter=self.config.jitter,
+                    u=self.rng.random(),
+                    retry_after_cap=self.config.retry_after_cap,
+                )
+                values |= {
+                    "locked_until": None,
+                    "lease_token": None,
+                    "redeliver_requested_at": None,
+                }
+                if step.outcome is Outcome.RETRY:
+                    values["next_attempt_at"] = step.next_attempt_at
+                else:
+                    finished = True
+                    values |= {
+                        "status": SUCCEEDED if step.outcome is Outcome.SUCCEEDED else FAILED,
+                        "completed_at": now,
+                        "next_attempt_at": None,
+                    }
+                    if step.outcome is Outcome.FAILED:
+                        values["last_error"] = f"{result.error}; retries exhausted"
+                if step.outcome is Outcome.GONE:
+                    await self._disable(conn, job, now)
+            await conn.execute(
+                update(DELIVERIES).where(DELIVERIES.c.id == job.delivery_id).values(**values)
+            )
+            if finished and job.ticket_id is not None:
+                # The next delivery of this ticket may go now, perhaps from another process.
+                await conn.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
+        log = logger.info if succeeded else logger.warning
+        log(
+            "webhook attempt %s",
+            "succeeded" if succeeded else "failed",
+            extra={
+                "worker": self.name,
+                "delivery_id": str(job.delivery_id),
+                "subscription_id": str(job.subscription_id),
+                "host": _host(job.url),
+                "attempt": number,
+                "status_code": result.status_code,
+                "error": result.error,
+                "duration_ms": result.duration_ms,
+            },
+        )
+
+    async def _disable(self, conn: AsyncConnection, job: Job, now: datetime) -> None:
+        reason = (
+            f"the receiver answered 410 Gone on {now.isoformat(timespec='seconds')} "
+            f"(delivery {job.delivery_id})"
+        )
+        await conn.execute(
+            update(SUBSCRIPTIONS)
+            .where(SUBSCRIPTIONS.c.id == job.subscription_id, SUBSCRIPTIONS.c.active.is_(True))
+            .values(active=False, disabled_at=now, disabled_reason=reason, updated_at=now)
+        )
+        logger.warning(
+            "webhook subscription disabled: %s",
+            reason,
+            extra={"worker": self.name, "subscription_id": str(job.subscription_id)},
+        )
+
+    # ------------------------------------------------------------------------- listen
+
+    async def _listen(self, stop: asyncio.Event) -> None:
+        """LISTEN on a dedicated connection; reconnect with backoff when it dies."""
+        url = self.engine.url.set(drivername="postgresql")
+        dsn = url.render_as_string(hide_password=False)
+        backoff = 0.1
+        while not stop.is_set():
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(
+                    dsn,
+                    timeout=10,
+                    server_settings={"application_name": f"sladesk-{self.name}-listen"},
+                )
+                lost = asyncio.Event()
+                conn.add_termination_listener(_setter(lost))
+                await conn.add_listener(OUTBOX_CHANNEL, self._notified)
+                self.listening.set()
+                self._wake.set()  # notifications may have been missed while away
+                backoff = 0.1
+                while not lost.is_set():
+                    try:
+                        await asyncio.wait_for(
+                            lost.wait(), timeout=self.config.listener_health_interval
+                        )
+                    except TimeoutError:
+                        await conn.fetchval("SELECT 1", timeout=5)
+                logger.info("webhook LISTEN connection lost", extra={"worker": self.name})
+            except Exception as exc:
+                logger.info(
+                    "webhook LISTEN connection failed: %s",
+                    type(exc).__name__,
+                    extra={"worker": self.name},
+                )
+            finally:
+                self.listening.clear()
+                if conn is not None and not conn.is_closed():
+                    conn.terminate()
+            self._wake.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=backoff)
+            backoff = min(backoff * 2, self.config.error_backoff_max)
+
+    def _notified(self, *_args: object) -> None:
+        self._wake.set()
+
+
+def _setter(event: asyncio.Event) -> Callable[[object], None]:
+    return lambda _connection: event.set()
+
+
+def _targets(event_type: str, data: Any, subscriptions: Sequence[Any]) -> list[uuid.UUID]:
+    """The subscriptions an event goes to: active ones listing its type or ``*``; an
+    addressed event (webhook.ping) only to the one it names."""
+    kind = CATALOGUE.get(event_type)
+    if kind is not None and kind.addressed:
+        named = data.get("subscription_id") if isinstance(data, dict) else None
+        return [s.id for s in subscriptions if str(s.id) == named]
+    return [
+        s.id
+        for s in subscriptions
+        if s.active and (WILDCARD in s.event_types or event_type in s.event_types)
+    ]
+
+
+async def _excerpt(reply: httpx.Response) -> str | None:
+    """The start of the answer, for the delivery log (compressed answers are not read)."""
+    if reply.headers.get("content-encoding", "identity").lower() not in ("", "identity"):
+        return None
+    chunks = bytearray()
+    async for chunk in reply.aiter_raw():
+        chunks += chunk
+        if len(chunks) >= EXCERPT_BYTES:
+            break
+    if not chunks:
+        return None
+    return bytes(chunks[:EXCERPT_BYTES]).decode("utf-8", errors="replace")
+
+
+def _status_error(reply: httpx.Response) -> str | None:
+    status = reply.status_code
+    if 200 <= status <= 299:
+        return None
+    if 300 <= status <= 399:
+        return f"HTTP {status}: redirects are not followed; update the URL"
+    if status == 410:
+        return "HTTP 410 Gone: the subscription is disabled"
+    return f"HTTP {status}"
+
+
+async def run_dispatcher(engine: AsyncEngine, settings: Settings, stop: asyncio.Event) -> None:
+    """The loop registered in app.workers.runner."""
+    await Dispatcher(engine, DispatcherConfig.from_settings(settings)).run(stop)
+
+
+__all__ = ["Dispatcher", "DispatcherConfig", "Job", "Result", "message_body", "run_dispatcher"]
