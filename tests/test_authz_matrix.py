@@ -16,6 +16,9 @@ from tests.conftest import auth, make_key
 from tests.factories import create_contact, create_org
 from tests.plan_factories import create_calendar, create_contract, create_plan
 
+# Path parameters naming something an organization owns: another organization's is a 404.
+OWNED = ("organization_id", "contract_id", "ticket_id")
+
 PUBLIC = {"/healthz", "/readyz", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"}
 
 
@@ -35,13 +38,41 @@ async def _other_org_resources(admin: httpx.AsyncClient) -> dict[str, str]:
     calendar = await create_calendar(admin)
     plan = await create_plan(admin, calendar["id"])
     contract = await create_contract(admin, other["id"], plan["id"])
+    ticket = await admin.post(
+        "/v1/tickets",
+        json={
+            "organization_id": other["id"], "contact_id": contact["id"], "channel": "email",
+            "severity": "high", "category": "technical", "subject": "theirs",
+        },
+    )  # fmt: skip
+    assert ticket.status_code == 201, ticket.text
     return {
         "organization_id": other["id"],
         "contact_id": contact["id"],
         "calendar_id": calendar["id"],
         "plan_id": plan["id"],
         "contract_id": contract["id"],
+        "ticket_id": ticket.json()["id"],
     }
+
+
+# Valid bodies, so that a refusal comes from scoping and not from body validation.
+_ACTION_BODIES: dict[str, dict[str, Any]] = {
+    "assign": {"agent_id": str(uuid.uuid4())},
+    "contact_attempt": {"channel": "email", "body": "x"},
+    "escalate": {"to_tier": 2},
+    "change": {"severity": "low"},
+    "callback": {},
+    "resolve": {"resolution": "fix", "body": "x"},
+    "confirm": {},
+    "close": {"reason": "other"},
+}
+
+
+def _valid_body(path: str) -> dict[str, Any]:
+    if "/actions/" in path:
+        return _ACTION_BODIES.get(path.rsplit("/", 1)[1], {"body": "x"})
+    return {}
 
 
 def _fill(path: str, ids: dict[str, str]) -> str:
@@ -73,9 +104,9 @@ async def test_customer_key_never_reaches_another_organization(
     ids = await _other_org_resources(admin)
     for method, path in _routes(app):
         url = _fill(path, ids)
-        body = {} if method in ("POST", "PUT", "PATCH") else None
+        body = _valid_body(path) if method in ("POST", "PUT", "PATCH") else None
         response = await client.request(method, url, json=body, headers=auth(key))
-        if "{organization_id}" in path:
+        if any(f"{{{owned}}}" in path for owned in OWNED):
             # Another organization's resources do not exist for this key.
             assert response.status_code in (403, 404), f"{method} {path}: {response.status_code}"
         else:

@@ -292,6 +292,8 @@ async def _change(work: _Work, body: ChangeBody) -> None:
     if terms is None:
         return
     for metric, clock in list(work.clocks.items()):
+        if clock.is_stopped:
+            continue  # history: a stopped clock keeps the target it was measured against
         chosen = terms.target_for(metric, severity, category, Channel(ticket.channel))
         if chosen is None:
             continue  # no target of this metric under the new terms: the clock keeps its own

@@ -320,8 +320,7 @@ async def timeline(
 SORTS = ("received_at", "-received_at", "next_due")
 
 
-async def list_tickets(
-    session: AsyncSession,
+def list_statement(
     principal: Principal,
     *,
     now: datetime,
@@ -335,7 +334,8 @@ async def list_tickets(
     breached: bool | None = None,
     due_before: datetime | None = None,
     sort: str = "-received_at",
-) -> tuple[list[TicketRead], str | None]:
+) -> Select[Any]:
+    """The page query of `GET /v1/tickets` (limit + 1 rows, keyset on the sort)."""
     stmt: Select[Any] = select(Ticket)
     if principal.is_customer:
         stmt = stmt.where(col(Ticket.organization_id) == principal.organization_id)
@@ -363,12 +363,25 @@ async def list_tickets(
         stmt = stmt.where(is_breached if breached else ~is_breached)
     if sort == "next_due":
         stmt = stmt.where(col(Ticket.next_due_at).is_not(None))
-        columns = [col(Ticket.next_due_at), col(Ticket.id)]
-        stmt = keyset(stmt, columns, cursor, limit)
+        return keyset(stmt, [col(Ticket.next_due_at), col(Ticket.id)], cursor, limit)
+    columns = [col(Ticket.received_at), col(Ticket.id)]
+    return keyset(stmt, columns, cursor, limit, descending=sort.startswith("-"))
+
+
+async def list_tickets(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    now: datetime,
+    cursor: str | None,
+    limit: int,
+    sort: str = "-received_at",
+    **filters: Any,
+) -> tuple[list[TicketRead], str | None]:
+    stmt = list_statement(principal, now=now, cursor=cursor, limit=limit, sort=sort, **filters)
+    if sort == "next_due":
         key = lambda t: (t.next_due_at, t.id)  # noqa: E731
     else:
-        columns = [col(Ticket.received_at), col(Ticket.id)]
-        stmt = keyset(stmt, columns, cursor, limit, descending=sort.startswith("-"))
         key = lambda t: (t.received_at, t.id)  # noqa: E731
     tickets = list((await session.execute(stmt)).scalars().all())
     items, next_cursor = page_of(tickets, limit, key)
