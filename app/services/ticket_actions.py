@@ -192,8 +192,12 @@ def _occurred_at(principal: Principal, body: ActionBase, ticket: Ticket, now: da
         raise invalid_field(
             "body.occurred_at", "customer keys act now; only staff record past events"
         )
+    if body.occurred_at is None:
+        # "Now" is when the ticket lock was granted: a concurrent action that got the lock
+        # first may carry a later clock reading than ours, and this one follows it.
+        return max(now, ticket.last_event_at)
     try:
-        return lifecycle.resolve_occurred_at(body.occurred_at or now, now, ticket.last_event_at)
+        return lifecycle.resolve_occurred_at(body.occurred_at, now, ticket.last_event_at)
     except InvalidOccurredAt as exc:
         raise invalid_field("body.occurred_at", str(exc), exc.code) from None
 
