@@ -164,3 +164,36 @@ async def test_customers_read_but_do_not_write(app: Any, admin: httpx.AsyncClien
         assert (await customer.get(f"/v1/calendars/{cal['id']}")).status_code == 200
         assert (await customer.post("/v1/calendars", json=VITRIUM)).status_code == 403
         assert (await customer.delete(f"/v1/calendars/{cal['id']}")).status_code == 403
+
+
+async def test_due_on_a_calendar_that_almost_never_opens_is_a_clear_422(
+    admin: httpx.AsyncClient,
+) -> None:
+    cal = await create_calendar(
+        admin, name="One minute a week", timezone="UTC", weekly_hours={"mon": ["00:00-00:01"]},
+        holidays=None, extra_holidays=[], closures=[],
+    )  # fmt: skip
+    response = await admin.get(
+        f"/v1/calendars/{cal['id']}/due",
+        params={"start": "2026-03-02T00:00:00Z", "minutes": 500_000},
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "query.minutes"
+    ok = await admin.get(
+        f"/v1/calendars/{cal['id']}/due", params={"start": "2026-03-02T00:00:00Z", "minutes": 2}
+    )
+    assert ok.json()["due_at"] == "2026-03-09T00:01:00Z"
+
+
+async def test_an_edit_that_starves_a_plan_target_is_refused(admin: httpx.AsyncClient) -> None:
+    cal = await create_calendar(admin)
+    plan = {
+        "code": "starved", "name": "Starved", "level": 1, "calendar_id": cal["id"],
+        "channels": ["email"], "targets": [{"metric": "resolution", "minutes": 60_000}],
+    }  # fmt: skip
+    assert (await admin.post("/v1/plans", json=plan)).status_code == 201
+    edit = await admin.patch(
+        f"/v1/calendars/{cal['id']}", json={"weekly_hours": {"mon": ["00:00-00:01"]}}
+    )
+    assert edit.status_code == 422 and "starved" in edit.json()["detail"]
+    assert (await admin.get(f"/v1/calendars/{cal['id']}")).json()["version"] == 1

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
+from sqlalchemy import text
 
 from app.security import Role
 from tests.conftest import client_for, make_key
@@ -313,14 +315,23 @@ async def test_customer_scoping(app: Any, admin: httpx.AsyncClient, db: Any) -> 
 
 
 async def test_preview_refuses_a_target_the_calendar_no_longer_reaches(
-    admin: httpx.AsyncClient,
+    admin: httpx.AsyncClient, db: Any
 ) -> None:
     cal = await create_calendar(admin)
     plan = await create_plan(admin, cal["id"], targets=[target(minutes=20000)])
-    # The calendar is edited afterwards to open 5 minutes a week: 20000 minutes would be
-    # due in 77 years; the preview says so instead of computing it.
+    # Editing the calendar to open 5 minutes a week is refused: 20000 minutes would be due
+    # in 77 years.
     hours = {d: ["09:00-09:01"] for d in ("mon", "tue", "wed", "thu", "fri")}
-    await admin.patch(f"/v1/calendars/{cal['id']}", json={"weekly_hours": hours})
+    edit = await admin.patch(f"/v1/calendars/{cal['id']}", json={"weekly_hours": hours})
+    assert edit.status_code == 422 and plan["code"] in edit.json()["detail"]
+    # Should such a calendar exist anyway (written before the guard), the preview says so
+    # instead of computing for minutes.
+    starved = {"timezone": "Etc/GMT-1", "weekly_hours": hours}
+    async with db.begin() as conn:
+        await conn.execute(
+            text("UPDATE calendars SET spec = CAST(:spec AS jsonb), version = version + 1"),
+            {"spec": json.dumps(starved)},
+        )
     response = await admin.post("/v1/sla/preview", json={"plan_id": plan["id"], "severity": "low"})
     assert response.status_code == 409 and "5 years" in response.json()["detail"]
 

@@ -106,7 +106,7 @@ async def update_calendar(
             **CalendarUpdate.model_validate(changes).model_dump(mode="json", include=set(changes)),
         }
         spec = CalendarSpec.model_validate(merged).to_spec()
-        compile_spec(spec)
+        await _ensure_targets_fit(session, row, compile_spec(spec), now)
         old = compiled(row)
         row.spec = spec
         row.timezone = spec["timezone"]
@@ -129,6 +129,27 @@ async def delete_calendar(session: AsyncSession, calendar_id: uuid.UUID) -> None
     await session.flush()
 
 
+async def _ensure_targets_fit(
+    session: AsyncSession, row: CalendarRow, new: Calendar, now: datetime
+) -> None:
+    """An edit may not leave a plan's business-time target unable to come due (422)."""
+    plans = (await session.execute(select(Plan).where(col(Plan.calendar_id) == row.id))).scalars()
+    available: timedelta | None = None
+    for plan in plans:
+        for index, target in enumerate(plan.targets):
+            minutes = target.get("minutes")
+            if not isinstance(minutes, int) or target.get("clock", "business") != "business":
+                continue
+            if available is None:
+                available = new.between(now, now + HORIZON)
+            if timedelta(minutes=minutes) > available:
+                raise invalid_field(
+                    "body.weekly_hours",
+                    f"plan {plan.code} target {index} needs {minutes} business minutes, more "
+                    f"than these hours open in 5 years ({available // timedelta(minutes=1)})",
+                )
+
+
 async def _ensure_unused(session: AsyncSession, row: CalendarRow) -> None:
     """Refuse (409) to delete a calendar that a plan counts its targets on."""
     codes = (
@@ -144,6 +165,22 @@ async def _ensure_unused(session: AsyncSession, row: CalendarRow) -> None:
         )
 
 
+# A business-time duration must come due within this horizon on its calendar: a calendar
+# open a few minutes a week cannot honour a month of business time (and computing such a
+# due time would walk thousands of years of calendar days).
+HORIZON = timedelta(days=5 * 366)
+
+
+def fits(calendar: Calendar, start: datetime, duration: timedelta) -> bool:
+    """Whether `duration` of open time comes within HORIZON of `start`."""
+    return calendar.is_always_open or calendar.between(start, start + HORIZON) >= duration
+
+
 def due(calendar: Calendar, start: datetime, minutes: int) -> tuple[datetime, list[Any]]:
     duration = timedelta(minutes=minutes)
+    if not fits(calendar, start, duration):
+        raise invalid_field(
+            "query.minutes",
+            f"{minutes} business minutes do not fit in the 5 years after start on this calendar",
+        )
     return calendar.add(start, duration), calendar.explain(start, duration)

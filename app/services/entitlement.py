@@ -34,7 +34,8 @@ from app.models import CalendarRow, Contact, Contract, Organization, Plan
 from app.schemas.entitlement import EntitlementRead, PreviewRead, PreviewRequest
 from app.security import Principal
 from app.services import calendars as calendar_service
-from app.services.plans import HORIZON, load_terms
+from app.services.calendars import HORIZON
+from app.services.plans import load_terms
 
 
 @dataclass(frozen=True)

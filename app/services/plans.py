@@ -198,12 +198,6 @@ def _normalized(values: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-# A business-time target must come due within this horizon on its calendar: a calendar
-# open a few minutes a week cannot honour a month of business time (and computing such a
-# due time would run for years of calendar days).
-HORIZON = timedelta(days=5 * 366)
-
-
 def _check_reachable(targets: Sequence[Target], calendar_row: CalendarRow, now: datetime) -> None:
     calendar = calendars.compiled(calendar_row)
     available: timedelta | None = None
@@ -211,7 +205,7 @@ def _check_reachable(targets: Sequence[Target], calendar_row: CalendarRow, now: 
         if target.minutes is None or target.clock is ClockKind.ALWAYS:
             continue
         if available is None:
-            available = calendar.between(now, now + HORIZON)
+            available = calendar.between(now, now + calendars.HORIZON)
         if timedelta(minutes=target.minutes) > available:
             raise invalid_field(
                 f"body.targets[{target.index}].minutes",
