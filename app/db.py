@@ -69,6 +69,8 @@ def make_engine(
             },
         },
     }
+    # Statement parameters are customer text: they must not reach logs with an error.
+    options.setdefault("hide_parameters", True)
     options.update(overrides)
     return create_async_engine(target, **options)
 

@@ -87,12 +87,29 @@ def keyset(
     """Order by ``columns`` (last one unique, e.g. id) and start after the cursor."""
     if cursor is not None:
         values = decode_cursor(cursor, len(columns))
+        _check_types(columns, values)
         if descending:
             stmt = stmt.where(tuple_(*columns) < tuple_(*values))
         else:
             stmt = stmt.where(tuple_(*columns) > tuple_(*values))
     order = [c.desc() if descending else c.asc() for c in columns]
     return stmt.order_by(*order).limit(limit + 1)
+
+
+def _check_types(columns: Sequence[Any], values: Sequence[Any]) -> None:
+    """A cursor from another list (or forged) must not reach SQL with the wrong types."""
+    for column, value in zip(columns, values, strict=True):
+        try:
+            expected = column.type.python_type
+        except (AttributeError, NotImplementedError):
+            continue
+        ok = isinstance(value, expected) and not isinstance(value, bool)
+        if ok and isinstance(value, datetime):
+            ok = value.tzinfo is not None
+        if not ok:
+            raise invalid_field(
+                "query.cursor", "not a cursor returned by this list; start without one", "cursor"
+            )
 
 
 def page_of(rows: Sequence[Any], limit: int, key: Any) -> tuple[list[Any], str | None]:

@@ -115,7 +115,8 @@ async def test_seed_004_a_ticket_life(admin: httpx.AsyncClient) -> None:
     kinds = [e["kind"] for e in timeline]
     assert kinds == [
         "created", "acknowledged", "replied", "info_requested", "contact_attempted",
-        "contact_attempted", "auto_close_scheduled", "customer_replied", "resolved", "confirmed",
+        "contact_attempted", "auto_close_scheduled", "customer_replied", "auto_close_cancelled",
+        "resolved", "confirmed",
     ]  # fmt: skip
     acknowledged = timeline[1]
     assert acknowledged["data"]["due"] == {

@@ -43,6 +43,17 @@ STEP = st.one_of(
 _desks: dict[int, Desk] = {}
 
 
+def _promised(metric: str, severity: str, category: str) -> int:
+    """The plan below, as a table: what each metric promises for such a ticket."""
+    if metric == "first_response":
+        return 30 if severity == "critical" else 240
+    if metric == "callback":
+        return 120
+    if category == "maintenance":
+        return 720 if severity == "critical" else 960
+    return 480 if severity == "critical" else 600
+
+
 async def _desk(admin: httpx.AsyncClient) -> Desk:
     # One desk per test run: Hypothesis runs many examples within one set of fixtures.
     if id(admin) not in _desks:
@@ -135,6 +146,14 @@ async def test_random_histories_keep_the_clock_invariants(
             elif old["running_since"] is None and new["running_since"] is None:
                 assert new["elapsed_us"] == old["elapsed_us"], "a paused clock moved"
         new_readings = {c["metric"]: c for c in ticket["sla"]}
+        expected = {"first_response", "resolution"} | (
+            {"callback"} if channel == "voicemail" else set()
+        )
+        assert set(new_readings) == expected
+        for metric, reading in new_readings.items():
+            if reading["stopped_at"] is None:  # a live clock runs on the target chosen now
+                promised = _promised(metric, ticket["severity"], ticket["category"])
+                assert reading["minutes"] == promised, (metric, reading, ticket["severity"])
         for metric, reading in new_readings.items():
             state = reading["state"]
             assert (state == "breached") == (

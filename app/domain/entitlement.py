@@ -324,7 +324,11 @@ class Coverage:
         channel: Channel | None = None,
     ) -> PlanTarget | None:
         """The target counting `metric` for such a ticket: the most specific match
-        of the first plan of the chain that has one; None = no commitment."""
+        of the first plan of the chain that has one; None = no commitment. A call-back is
+        owed only to a call that reached the answering machine (seed 000): `callback`
+        targets apply to the `voicemail` channel alone."""
+        if metric is Metric.CALLBACK and channel is not Channel.VOICEMAIL:
+            return None
         for plan in self.chain:
             found = select_target(plan.targets, metric, severity, category, channel)
             if found is not None:

@@ -103,6 +103,7 @@ __all__ = [
     "apply_action",
     "apply_clock_ops",
     "auto_close_directive",
+    "check_escalation",
     "check_occurred_at",
     "clock_ops",
     "contact_attempts_after",
@@ -185,7 +186,11 @@ class ActionNotAllowed(LifecycleError):
 
 
 class InvalidActionArgument(LifecycleError, ValueError):
-    """An action's argument is missing or out of range (the API's 422)."""
+    """An action's argument is missing or out of range (the API's 422); `field` names it."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class InvalidOccurredAt(LifecycleError, ValueError):
@@ -281,6 +286,34 @@ def _check_tier(action: Action, to_tier: int | None) -> None:
             raise InvalidActionArgument(f"escalate needs to_tier within {MIN_TIER}..{MAX_TIER}")
     elif to_tier is not None:
         raise InvalidActionArgument(f"to_tier only applies to escalate, not {action}")
+
+
+def check_escalation(
+    current_tier: int,
+    to_tier: int,
+    *,
+    reason: str | None,
+    vendor: str | None,
+    vendor_case_ref: str | None,
+) -> None:
+    """Seeds 003/004's tiers: moving to the tier it is at is pointless; going down needs a
+    reason; tier 4 is the product vendor (seed 004: "Microsoft") and needs the vendor and
+    its case reference, which only tier 4 takes."""
+    if to_tier == current_tier:
+        raise InvalidActionArgument(f"the ticket is already at tier {current_tier}", "to_tier")
+    if to_tier < current_tier and reason is None:
+        raise InvalidActionArgument("going down a tier needs a reason", "reason")
+    if to_tier == VENDOR_TIER:
+        for name, value in (("vendor", vendor), ("vendor_case_ref", vendor_case_ref)):
+            if value is None:
+                raise InvalidActionArgument(
+                    "tier 4 (the product vendor) needs vendor and vendor_case_ref", name
+                )
+    elif vendor is not None or vendor_case_ref is not None:
+        raise InvalidActionArgument(
+            "vendor and vendor_case_ref apply to tier 4 (the product vendor) only",
+            "vendor" if vendor is not None else "vendor_case_ref",
+        )
 
 
 def next_status(

@@ -160,7 +160,9 @@ class SlaClock(SQLModel, table=True):
     kind: str = Field(sa_type=String(10))
     # The business calendar counting it (null for 24x7 clocks).
     calendar_id: uuid.UUID | None = Field(
-        default=None, sa_column=Column(ForeignKey("calendars.id"), nullable=True)
+        default=None,
+        # A stopped clock is history and never counts again: its calendar may go.
+        sa_column=Column(ForeignKey("calendars.id", ondelete="SET NULL"), nullable=True),
     )
     started_at: datetime = timestamptz()
     changed_at: datetime = timestamptz()

@@ -6,7 +6,6 @@ import uuid
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Query, Response
-from pydantic import AwareDatetime
 
 from app.db import SessionDep
 from app.models.calendar import CalendarRow
@@ -19,7 +18,7 @@ from app.schemas.calendars import (
     HolidayRead,
     HolidaysRead,
 )
-from app.schemas.common import problems
+from app.schemas.common import Instant, problems
 from app.security import AdminKey, AnyKey
 from app.services import calendars
 
@@ -93,9 +92,7 @@ async def due(
     calendar_id: uuid.UUID,
     session: SessionDep,
     principal: AnyKey,
-    start: AwareDatetime = Query(
-        description="ISO instant with offset, e.g. 2026-03-06T17:00:00-08:00"
-    ),
+    start: Instant = Query(description="ISO instant with offset, e.g. 2026-03-06T17:00:00-08:00"),
     minutes: int = Query(ge=0, le=MAX_DUE_MINUTES, description="business minutes to add"),
 ) -> DueRead:
     """When `minutes` of business time have passed since `start`, and which intervals counted."""

@@ -9,9 +9,8 @@ from fastapi import APIRouter, Query
 
 from app.db import SessionDep
 from app.domain.vocab import Category, Channel
-from app.schemas.common import problems
+from app.schemas.common import Instant, problems
 from app.schemas.entitlement import EntitlementRead, PreviewRead, PreviewRequest
-from app.schemas.plans import Instant
 from app.security import AnyKey
 from app.services import entitlement
 

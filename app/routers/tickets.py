@@ -8,13 +8,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime
 
 from app.db import SessionDep
 from app.domain.lifecycle import Action
 from app.domain.vocab import Severity, TicketStatus
 from app.pagination import CursorQuery, LimitQuery, Page
-from app.schemas.common import problems
+from app.schemas.common import Instant, problems
 from app.schemas.tickets import (
     ACTION_BODIES,
     ActionBase,
@@ -49,7 +48,7 @@ def _with_etag(view: TicketRead, status_code: int = 200, **headers: str) -> JSON
     return JSONResponse(
         view.model_dump(mode="json"),
         status_code=status_code,
-        headers={"ETag": f'W/"{view.version}"', **headers},
+        headers={"ETag": f'"{view.version}"', **headers},
     )
 
 
@@ -89,7 +88,7 @@ async def list_tickets(
     assignee_id: uuid.UUID | None = None,
     tier: Annotated[int | None, Query(ge=1, le=4)] = None,
     breached: bool | None = Query(default=None, description="any clock breached (now or before)"),
-    due_before: AwareDatetime | None = Query(
+    due_before: Instant | None = Query(
         default=None, description="a running clock is due before this instant"
     ),
     sort: Annotated[
@@ -171,22 +170,27 @@ _ACTION_DOCS: dict[Action, str] = {
     Action.CONTACT_ATTEMPT: "Another unanswered attempt to reach the customer; reaching the "
     "plan's `auto_close.contact_attempts` schedules the auto-close (seed 004).",
     Action.CUSTOMER_REPLY: "The customer answered (customer key, or an agent logging it): "
-    "paused clocks resume, attempts and auto-close are cleared.",
+    "from `waiting_on_customer` back to `in_progress`, paused clocks resume, contact "
+    "attempts and a pending auto-close are cleared.",
     Action.ESCALATE: "Move to tier 1-4; tier 4 (the product vendor) needs `vendor` and "
     "`vendor_case_ref` and waits on the vendor; going down needs a `reason`.",
     Action.CHANGE: "Change severity and/or category: the matching targets are chosen again, "
     "elapsed business time is kept.",
     Action.CALLBACK: "The customer was called back: stops the `callback` clock.",
-    Action.RESOLVE: "Resolved with a fix, a workaround or another solution; stops the "
-    "`resolution` clock.",
+    Action.RESOLVE: "Resolved with a fix, a workaround or another solution (seed 003); "
+    "stops every clock still running (a resolution is also a response).",
     Action.CONFIRM: "The customer validates the resolution: `closed` (`confirmed`).",
-    Action.REOPEN: "Back to `in_progress` from `resolved` (the resolution clock continues); a "
-    "ticket closed for no response cannot be reopened (open a new one that follows it up).",
+    Action.REOPEN: "Back to `in_progress` from `resolved`, or from `closed` as duplicate, out "
+    "of scope or other; the resolution clock continues with its elapsed time. A ticket closed "
+    "for no response (or confirmed) cannot be reopened: open a new one that follows it up.",
     Action.CLOSE: "An agent closes: `duplicate`, `out_of_scope`, `no_response` or `other`.",
 }
 
 
 def _action_route(action: Action, model: type[ActionBase]) -> None:
+    # Actions whose fields are all optional (confirm, callback) may be sent without a body.
+    optional = not any(f.is_required() for f in model.model_fields.values())
+
     async def endpoint(
         ticket_id: uuid.UUID,
         session: SessionDep,
@@ -196,11 +200,15 @@ def _action_route(action: Action, model: type[ActionBase]) -> None:
     ) -> JSONResponse:
         now = _now()
         ticket = await ticket_actions.perform(
-            session, principal, ticket_id, action, body, if_match=if_match, now=now
+            session, principal, ticket_id, action, body or model(), if_match=if_match, now=now
         )
         return _with_etag(await tickets.read_ticket(session, principal, ticket, now))
 
-    endpoint.__annotations__["body"] = Annotated[model, Body()]
+    if optional:
+        endpoint.__annotations__["body"] = Annotated[model | None, Body()]
+        endpoint.__defaults__ = (None, None)
+    else:
+        endpoint.__annotations__["body"] = Annotated[model, Body()]
     router.add_api_route(
         f"/{{ticket_id}}/actions/{action.value}",
         endpoint,

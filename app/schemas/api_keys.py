@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
-from app.schemas.common import ReadModel, StrictModel
+from app.schemas.common import Instant, ReadModel, StrictModel
 from app.security import Role
 
 
@@ -17,7 +17,7 @@ class ApiKeyCreate(StrictModel):
     organization_id: uuid.UUID | None = Field(default=None, description="required for customer")
     contact_id: uuid.UUID | None = Field(default=None, description="customer keys only")
     agent_id: uuid.UUID | None = Field(default=None, description="staff keys acting as an agent")
-    expires_at: AwareDatetime | None = None
+    expires_at: Instant | None = None
 
 
 class ApiKeyRead(ReadModel):

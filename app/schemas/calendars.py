@@ -6,9 +6,9 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, Field, StringConstraints, WithJsonSchema
+from pydantic import Field, StringConstraints, WithJsonSchema
 
-from app.schemas.common import PatchModel, ReadModel, StrictModel
+from app.schemas.common import Instant, PatchModel, ReadModel, StrictModel
 
 # Documented precisely, validated loosely: the domain checks every interval and weekday
 # and names the exact field ("weekly_hours.mon[1]") in its error.
@@ -45,8 +45,8 @@ class HolidaySource(StrictModel):
 
 
 class Closure(StrictModel):
-    start: AwareDatetime
-    end: AwareDatetime
+    start: Instant
+    end: Instant
     reason: str | None = Field(default=None, max_length=500)
 
 

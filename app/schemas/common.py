@@ -2,17 +2,65 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from app.errors import PROBLEM_MEDIA_TYPE, ValidationFailed, field_error
 
+# Instants and dates a client may send: far enough from year 1 and 9999 that no conversion
+# (to UTC, to a local date) can overflow, and wide enough for any real history or plan.
+MIN_YEAR, MAX_YEAR = 1970, 2199
+
+
+def _instant_in_range(value: datetime) -> datetime:
+    # Checked on the wall-clock fields (offsets are under a day), so no conversion can
+    # overflow before the check.
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise ValueError(f"must lie between the years {MIN_YEAR} and {MAX_YEAR}")
+    return value.astimezone(UTC)
+
+
+def _date_in_range(value: date) -> date:
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise ValueError(f"must lie between the years {MIN_YEAR} and {MAX_YEAR}")
+    return value
+
+
+Instant = Annotated[
+    AwareDatetime,
+    AfterValidator(_instant_in_range),
+    Field(
+        description=f"ISO 8601 with an offset, years {MIN_YEAR}-{MAX_YEAR}",
+        examples=["2026-03-06T17:00:00-08:00"],
+    ),
+]
+DateInRange = Annotated[date, AfterValidator(_date_in_range)]
+
+
+def _no_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" not in value
+    if isinstance(value, list | tuple):
+        return all(_no_nul(v) for v in value)
+    if isinstance(value, dict):
+        return all(_no_nul(k) and _no_nul(v) for k, v in value.items())
+    return True
+
 
 class StrictModel(BaseModel):
-    """Request bodies refuse unknown fields (a typo must not be silently ignored)."""
+    """Request bodies refuse unknown fields (a typo must not be silently ignored) and NUL
+    characters (PostgreSQL text cannot hold them)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _refuse_nul(cls, value: Any) -> Any:
+        if not _no_nul(value):
+            raise ValueError("must not contain NUL (\\u0000) characters")
+        return value
 
 
 class PatchModel(StrictModel):

@@ -6,21 +6,12 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
-from app.schemas.common import PatchModel, ReadModel, StrictModel
-from app.schemas.plans import MAX_YEAR, MIN_YEAR
-
-
-def _in_range(value: date) -> date:
-    if not MIN_YEAR <= value.year <= MAX_YEAR:
-        raise ValueError(f"must lie between the years {MIN_YEAR} and {MAX_YEAR}")
-    return value
-
+from app.schemas.common import DateInRange, PatchModel, ReadModel, StrictModel
 
 ContractDate = Annotated[
-    date,
-    AfterValidator(_in_range),
+    DateInRange,
     Field(description="a local date of the plan's calendar time zone (inclusive)"),
 ]
 Reference = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]

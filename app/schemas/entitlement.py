@@ -9,9 +9,9 @@ from pydantic import Field
 
 from app.domain.entitlement import Reason
 from app.domain.vocab import Category, Channel, ClockKind, Metric, Severity, TicketStatus
-from app.schemas.common import ReadModel, StrictModel
+from app.schemas.common import Instant, ReadModel, StrictModel
 from app.schemas.contracts import ContractSummary
-from app.schemas.plans import AutoClose, Billing, Instant, PlanSummary, TargetSpec
+from app.schemas.plans import AutoClose, Billing, PlanSummary, TargetSpec
 
 
 class PlanTargetRead(TargetSpec):

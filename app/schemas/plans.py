@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
 from app.domain.lifecycle import DEFAULT_PAUSE_ON
 from app.domain.vocab import Category, Channel, ClockKind, Metric, Severity, TicketStatus
 from app.schemas.common import PatchModel, ReadModel, StrictModel
 
 MAX_TARGET_MINUTES = 366 * 24 * 60  # a year of around-the-clock time
-MIN_YEAR, MAX_YEAR = 1970, 2199
 
 PlanCode = Annotated[
     str,
@@ -27,22 +26,6 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 Description = Annotated[str, StringConstraints(max_length=4000)]
 
 
-def _in_range(value: datetime) -> datetime:
-    # Checked on the wall-clock fields (offsets are under a day), so no conversion can
-    # overflow before the check.
-    if not MIN_YEAR <= value.year <= MAX_YEAR:
-        raise ValueError(f"must lie between the years {MIN_YEAR} and {MAX_YEAR}")
-    return value.astimezone(UTC)
-
-
-Instant = Annotated[
-    AwareDatetime,
-    AfterValidator(_in_range),
-    Field(
-        description=f"ISO 8601 with an offset, years {MIN_YEAR}-{MAX_YEAR}",
-        examples=["2026-03-06T17:00:00-08:00"],
-    ),
-]
 Percent = Annotated[int, Field(ge=1, le=99)]
 BeforeMinutes = Annotated[int, Field(ge=1, le=MAX_TARGET_MINUTES)]
 

@@ -6,11 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
 from app.domain.lifecycle import Action, CloseReason
 from app.domain.vocab import Category, Channel, Metric, Severity, TicketStatus
-from app.schemas.common import PatchModel, ReadModel, StrictModel
+from app.schemas.common import Instant, PatchModel, ReadModel, StrictModel
 
 Subject = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
 Body = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50_000)]
@@ -36,7 +36,7 @@ class TicketCreate(StrictModel):
     category: Category
     subject: Subject
     description: Annotated[str, StringConstraints(max_length=50_000)] = ""
-    received_at: AwareDatetime | None = Field(
+    received_at: Instant | None = Field(
         default=None,
         description="when the request arrived (default now): targets count from receipt",
     )
@@ -55,7 +55,7 @@ class TicketUpdate(PatchModel):
 
 
 class ActionBase(StrictModel):
-    occurred_at: AwareDatetime | None = OCCURRED_AT
+    occurred_at: Instant | None = OCCURRED_AT
 
 
 class AssignBody(ActionBase):

@@ -8,7 +8,7 @@ from collections import OrderedDict
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -16,6 +16,7 @@ from app.domain.calendar import Calendar, CalendarSpecError
 from app.errors import Conflict, NotFound, invalid_field
 from app.models.calendar import CalendarRow
 from app.models.plan import Plan
+from app.models.tickets import SlaClock
 from app.pagination import keyset, page_of
 from app.schemas.calendars import CalendarCreate, CalendarSpec, CalendarUpdate
 from app.services.common import flush_or_conflict
@@ -96,10 +97,15 @@ async def update_calendar(
     session: AsyncSession, calendar_id: uuid.UUID, data: CalendarUpdate, *, now: datetime
 ) -> CalendarRow:
     """Edit a calendar. Running SLA clocks keep what elapsed under the old hours and count
-    the rest under the new ones from ``now`` (see services.clocks)."""
-    row = await get_calendar(session, calendar_id)
+    the rest under the new ones from ``now`` (services.clock_edits)."""
     changes = data.changes()
     name = changes.pop("name", None)
+    if changes:
+        # Imported here: these build on this module (compiled calendars).
+        from app.services.clocks import hold_timing
+
+        await hold_timing(session)  # before reading the row: edits are serialized
+    row = await get_calendar(session, calendar_id)
     if changes:
         merged = {
             **row.spec,
@@ -115,7 +121,6 @@ async def update_calendar(
         row.name = name
     await flush_or_conflict(session, CONFLICTS)
     if changes:
-        # Imported here: clock_edits builds on this module (compiled calendars).
         from app.services.clock_edits import calendar_changed
 
         await calendar_changed(session, row, old, now)
@@ -162,6 +167,20 @@ async def _ensure_unused(session: AsyncSession, row: CalendarRow) -> None:
             f"Plans {', '.join(sorted(codes))} use this calendar; move them to another "
             "calendar first.",
             used_by=sorted(codes),
+        )
+    # Tickets still running on the plan terms they were taken under may count on it.
+    counting = (
+        await session.execute(
+            select(func.count())
+            .select_from(SlaClock)
+            .where(col(SlaClock.calendar_id) == row.id, col(SlaClock.stopped_at).is_(None))
+        )
+    ).scalar_one()
+    if counting:
+        raise Conflict(
+            f"{counting} running SLA clock(s) of open tickets count on this calendar; "
+            "delete it once those tickets are resolved.",
+            clocks=counting,
         )
 
 

@@ -17,10 +17,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.domain import sla
+from app.domain import lifecycle, sla
 from app.domain.calendar import Calendar
 from app.domain.entitlement import coverage_of
-from app.domain.vocab import Category, Channel, Metric, Severity, TicketStatus
+from app.domain.vocab import Metric, TicketStatus
 from app.models.calendar import CalendarRow
 from app.models.plan import Plan
 from app.models.tickets import SlaClock, Ticket
@@ -111,40 +111,49 @@ async def _apply_new_terms(session: AsyncSession, ticket: Ticket, now: datetime)
     new_business = cals.business(new_terms.calendar_id)
     status = TicketStatus(ticket.status)
     pausing = status in new_terms.coverage.pause_on
-    rows = await ticket_service.clock_rows(session, [ticket.id])
-    fired = await clock_store.fired_keys(session, [r.id for r in rows])
-    for row in rows:
-        if row.stopped_at is not None:
+    rows = {Metric(r.metric): r for r in await ticket_service.clock_rows(session, [ticket.id])}
+    fired = await clock_store.fired_keys(session, [r.id for r in rows.values()])
+    clocks = {m: clock_store.to_domain(r) for m, r in rows.items()}
+    at = max([now, *(c.changed_at for c in clocks.values())])
+    may_start = await ticket_service.startable_metrics(session, ticket)
+    created = clock_store.rechoose(
+        ticket,
+        new_terms,
+        rows,
+        clocks,
+        at,
+        lambda clock: sla.calendar_for(clock.kind, old_business),
+        pausing=pausing,
+        may_start=may_start,
+    )
+    for metric, clock in clocks.items():
+        if clock.is_stopped:
             continue  # history
-        clock = clock_store.to_domain(row)
-        at = max(now, clock.changed_at)
-        old_cal = sla.calendar_for(clock.kind, old_business)
-        chosen = new_terms.target_for(
-            Metric(row.metric),
-            Severity(ticket.severity),
-            Category(ticket.category),
-            Channel(ticket.channel),
-        )
-        if chosen is not None:
-            target, target_json = chosen
-            clock = sla.retarget(clock, target, at, old_cal)
-            row.target = target_json
-        else:
-            clock = sla.checkpoint(clock, at, old_cal)
         new_cal = sla.calendar_for(clock.kind, new_business)
         if pausing and clock.is_running:
             clock = sla.pause(clock, at, new_cal)
-        elif not pausing and clock.is_paused and status is not TicketStatus.RESOLVED:
+        elif not pausing and clock.is_paused and status in lifecycle.OPEN_STATUSES:
             clock = sla.resume(clock, at)
+        clocks[metric] = clock
+        row = rows[metric]
         clock_store.store(row, clock, new_cal, fired.get(row.id, set()), new_terms.calendar_id)
+    session.add_all(created)
     ticket.plan_snapshot = snapshot
-    await _retimed(
-        session,
-        ticket,
-        rows,
-        now,
-        {"plan": snapshot["plan"]},
-    )
+    cancelled = ticket.auto_close_at is not None and new_terms.auto_close is None
+    if cancelled:
+        ticket.auto_close_at = None  # the plan no longer closes tickets for lack of response
+    await _retimed(session, ticket, list(rows.values()), now, {"plan": snapshot["plan"]})
+    if cancelled:
+        await ticket_service.record(
+            session,
+            ticket,
+            None,
+            kind="auto_close_cancelled",
+            occurred_at=max(now, ticket.last_event_at),
+            now=now,
+            data={"reason": "plan_changed"},
+            outbox_type="ticket.auto_close_cancelled",
+        )
 
 
 async def _retimed(
@@ -156,6 +165,7 @@ async def _retimed(
 ) -> None:
     ticket.next_due_at = clock_store.next_due(rows)
     ticket.version += 1
+    await session.flush()
     await ticket_service.record(
         session,
         ticket,
@@ -164,4 +174,5 @@ async def _retimed(
         occurred_at=max(now, ticket.last_event_at),
         now=now,
         data=data,
+        outbox_type="ticket.sla_recomputed",
     )

@@ -1,30 +1,39 @@
 """SLA clocks: persisting app.domain.sla.Clock in sla_clocks rows, and keeping the derived
 columns (due_at, next_check_at, the ticket's next_due_at) true after every change.
 
-Every change to a clock goes through :func:`save`, which recomputes the derived columns
-and notifies the timer loop, in the same transaction as the change.
+Every change to a clock goes through :func:`store`, which recomputes the derived columns;
+the writer then calls :func:`notify_timers` so the timer loop re-reads its next instant
+when the transaction commits.
+
+Timing lock: whatever writes clocks (intake, actions, the timer) holds the shared
+*timing lock* for its transaction; calendar and plan edits, which re-time many tickets,
+hold it exclusively. So an edit never misses a clock that a concurrent transaction is
+computing under the old terms, and lock order stays simple: timing lock, then ticket rows
+(in id order when several), then their clocks.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.domain import sla
 from app.domain.calendar import Calendar
 from app.domain.sla import BusinessTime, Clock, Crossing, Threshold, ThresholdKind
-from app.domain.vocab import ClockKind, Metric
+from app.domain.vocab import Category, Channel, ClockKind, Metric, Severity
 from app.models.calendar import CalendarRow
 from app.models.tickets import SlaClock, SlaFiring, Ticket
 from app.services import calendars
+from app.services.plan_terms import TicketTerms
 
 TIMER_CHANNEL = "sladesk_timers"
+_TIMING_LOCK = 0x51AC_10C4
 _US = timedelta(microseconds=1)
 
 
@@ -106,8 +115,9 @@ class CalendarSet:
             else self.business(row.calendar_id)
         )
 
-    def override(self, calendar_id: uuid.UUID, calendar: Calendar) -> None:
-        self._by_id[calendar_id] = calendar
+    def calendar(self, calendar_id: uuid.UUID) -> Calendar:
+        """The business calendar itself (opening hours, business days)."""
+        return self._by_id[calendar_id]
 
 
 async def calendar_set(session: AsyncSession, ids: Iterable[uuid.UUID | None]) -> CalendarSet:
@@ -174,6 +184,16 @@ def store(
     row.next_check_at = pending.at if pending is not None else None
 
 
+async def share_timing(session: AsyncSession) -> None:
+    """Writers of clocks: wait for any calendar or plan edit in progress (see the docstring)."""
+    await session.execute(select(func.pg_advisory_xact_lock_shared(_TIMING_LOCK)))
+
+
+async def hold_timing(session: AsyncSession) -> None:
+    """Calendar and plan edits: no clock is being written under the old terms meanwhile."""
+    await session.execute(select(func.pg_advisory_xact_lock(_TIMING_LOCK)))
+
+
 async def notify_timers(session: AsyncSession) -> None:
     """Wake the timer loop (delivered at commit): a clock's next instant changed."""
     await session.execute(text(f"NOTIFY {TIMER_CHANNEL}"))
@@ -182,3 +202,63 @@ async def notify_timers(session: AsyncSession) -> None:
 def next_due(rows: Iterable[SlaClock]) -> datetime | None:
     dues = [r.due_at for r in rows if r.due_at is not None]
     return min(dues) if dues else None
+
+
+def rechoose(
+    ticket: Ticket,
+    terms: TicketTerms,
+    rows: dict[Metric, SlaClock],
+    clocks: dict[Metric, Clock],
+    at: datetime,
+    counted_by: Callable[[Clock], BusinessTime],
+    *,
+    pausing: bool,
+    may_start: frozenset[Metric],
+) -> list[SlaClock]:
+    """Choose the ticket's targets again under `terms` at `at` (a severity or category
+    change, or a plan edit); `clocks`/`rows` are updated in place.
+
+    * A clock whose metric still has a target is retargeted: the business time already
+      counted is kept, the new duration applies from `at`.
+    * A clock whose metric no longer has a target becomes best effort: nothing is owed
+      any more, its history (elapsed time, a breach already recorded) stays.
+    * A metric in `may_start` that gains a target gets a new clock from `at` (paused if
+      the ticket waits in a pausing status): the promise starts when the ticket qualifies.
+    * Stopped clocks are history and never change.
+
+    Returns the new rows, for the caller to add to the session."""
+    severity, category = Severity(ticket.severity), Category(ticket.category)
+    channel = Channel(ticket.channel)
+    created: list[SlaClock] = []
+    for metric in Metric:
+        chosen = terms.target_for(metric, severity, category, channel)
+        clock = clocks.get(metric)
+        if clock is not None:
+            if clock.is_stopped:
+                continue
+            if chosen is None:
+                target, target_json = sla.Target(metric=metric, minutes=None), WITHDRAWN
+            else:
+                target, target_json = chosen
+            clocks[metric] = sla.retarget(clock, target, at, counted_by(clock))
+            rows[metric].target = target_json
+        elif chosen is not None and metric in may_start:
+            target, target_json = chosen
+            clock = sla.start_clock(target, at)
+            if pausing:
+                clock = sla.pause(clock, at, sla.ALWAYS_OPEN)  # nothing has elapsed yet
+            row = SlaClock(
+                ticket_id=ticket.id,
+                metric=metric.value,
+                target=target_json,
+                kind=target.clock.value,
+                started_at=at,
+                changed_at=at,
+            )
+            rows[metric], clocks[metric] = row, clock
+            created.append(row)
+    return created
+
+
+# The target JSON of a clock whose commitment was withdrawn (it reads best effort).
+WITHDRAWN: dict[str, Any] = {"plan": None, "index": None, "target": None, "withdrawn": True}

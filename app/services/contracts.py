@@ -19,13 +19,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.domain.entitlement import Period, uncovered
 from app.errors import Conflict, NotFound, ValidationFailed, field_error, invalid_field
-from app.models import Contract, Organization, Plan
+from app.models import Contract, Organization, Plan, Ticket
 from app.pagination import keyset, page_of
 from app.schemas.contracts import ContractCreate, ContractRead, ContractUpdate
 from app.security import Principal
@@ -251,6 +251,17 @@ async def delete_contract(
 ) -> None:
     row = await get_contract(session, principal, contract_id)
     await _lock_organization(session, row.organization_id)
+    tickets = (
+        await session.execute(
+            select(func.count()).select_from(Ticket).where(col(Ticket.contract_id) == row.id)
+        )
+    ).scalar_one()
+    if tickets:
+        raise Conflict(
+            f"{tickets} ticket(s) were taken under this contract; end it (ends_on) instead of "
+            "deleting it.",
+            tickets=tickets,
+        )
     existing = await _organization_contracts(session, row.organization_id)
     plans = await _all_plans(session, {c.plan_id for c in existing})
     after = [_held(c) for c in existing if c.id != row.id]

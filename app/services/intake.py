@@ -46,6 +46,7 @@ async def create_ticket(
         if replay is not None:
             return replay, True
 
+    await clock_store.share_timing(session)
     received_at = _received_at(principal, data, now)
     organization = await session.get(Organization, data.organization_id)
     if organization is None or not principal.can_see_organization(organization.id):
@@ -72,6 +73,11 @@ async def create_ticket(
     reasons = [r.value for r in verdict.reasons]
     if data.override_reason is not None and not principal.is_staff:
         raise Forbidden("Only staff keys may accept a request that entitlement refuses.")
+    if data.override_reason is not None and verdict.allowed:
+        raise invalid_field(
+            "body.override_reason",
+            "the requester is entitled; an override applies only to a refused request",
+        )
     if not verdict.allowed and data.override_reason is None:
         raise EntitlementDenied(
             "The requester is not entitled to support for this request: "
@@ -100,7 +106,7 @@ async def create_ticket(
         status=TicketStatus.NEW.value,
         entitled=entitled,
         entitlement_reasons=reasons,
-        override_reason=data.override_reason if not entitled else None,
+        override_reason=data.override_reason,
         plan_id=terms.plan_id if terms else None,
         contract_id=verdict.contract.id if entitled and verdict.contract else None,
         plan_snapshot=snapshot,
@@ -114,9 +120,9 @@ async def create_ticket(
     rows: list[SlaClock] = []
     if terms is not None:
         cals = await clock_store.calendar_set(session, [terms.calendar_id])
-        business = cals.business(terms.calendar_id)
+        business = cals.calendar(terms.calendar_id)
         # Seeds 002/004: a request outside business hours is answered from the next opening.
-        ticket.after_hours = not business.is_open(received_at)  # type: ignore[attr-defined]
+        ticket.after_hours = not business.is_open(received_at)
         for metric in Metric:
             chosen = terms.target_for(metric, data.severity, data.category, data.channel)
             if chosen is None:
@@ -144,7 +150,8 @@ async def create_ticket(
             "category": data.category.value,
             "entitled": entitled,
             "reasons": reasons,
-            "override_reason": data.override_reason if not entitled else None,
+            # The override reason is staff-only: on the ticket, not in this public event.
+            "overridden": data.override_reason is not None,
         },
         outbox_type="ticket.created",
     )

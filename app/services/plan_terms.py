@@ -106,10 +106,7 @@ class TicketTerms:
         self, metric: Metric, severity: Severity, category: Category, channel: Channel
     ) -> tuple[sla.Target, dict[str, Any]] | None:
         """The winning target of a metric and its JSON (kept on the clock row, with the
-        plan it comes from). Seed 000: only a call that reached the answering machine
-        gets a callback clock."""
-        if metric is Metric.CALLBACK and channel is not Channel.VOICEMAIL:
-            return None
+        plan it comes from)."""
         chosen = self.coverage.select(metric, severity, category, channel)
         if chosen is None:
             return None

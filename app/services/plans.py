@@ -378,6 +378,13 @@ async def apply_changes(
 ) -> bool:
     """Apply a partial update (PlanUpdate.changes()); True when something changed
     (and the version was bumped), False when every value was already so."""
+    # Imported here: clocks builds on this module (through plan_terms).
+    from app.services.clocks import hold_timing
+
+    # Plan edits re-time open tickets: serialize them with every clock writer, and read
+    # the plan again once no other edit can change it under us.
+    await hold_timing(session)
+    await session.refresh(row)
     current = await current_values(session, row)
     sent = PlanUpdate.model_validate(dict(changes)).model_dump(mode="json", include=set(changes))
     if sent.get("pause_on") is not None:

@@ -8,13 +8,14 @@ domain (app.domain.lifecycle) what the action does, apply the clock operations a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain import lifecycle, sla
+from app.domain.entitlement import Reason, plan_reasons
 from app.domain.lifecycle import (
     Action,
     ActionNotAllowed,
@@ -24,19 +25,17 @@ from app.domain.lifecycle import (
     InvalidOccurredAt,
     TicketState,
 )
-from app.domain.vocab import Category, Channel, Metric, Severity, TicketStatus
+from app.domain.vocab import Category, Metric, Severity, TicketStatus
 from app.errors import Conflict, Forbidden, invalid_field
 from app.models.directory import Agent
 from app.models.tickets import SlaClock, Ticket
 from app.schemas.tickets import (
     ActionBase,
     AssignBody,
-    CallbackBody,
     ChangeBody,
     CloseBody,
     ContactAttemptBody,
     EscalateBody,
-    MessageBody,
     ResolveBody,
 )
 from app.security import Principal
@@ -73,6 +72,7 @@ class _Work:
     terms: TicketTerms | None
     occurred: datetime
     data: dict[str, Any]
+    created: list[SlaClock] = field(default_factory=list)
 
 
 async def perform(
@@ -85,6 +85,7 @@ async def perform(
     if_match: str | None,
     now: datetime,
 ) -> Ticket:
+    await clock_store.share_timing(session)
     ticket = await tickets.load(session, principal, ticket_id, for_update=True)
     if principal.is_customer and action not in lifecycle.CUSTOMER_ACTIONS:
         allowed = ", ".join(sorted(a.value for a in lifecycle.CUSTOMER_ACTIONS))
@@ -105,9 +106,9 @@ async def perform(
             policy=policy,
         )
     except ActionNotAllowed as exc:
-        raise _not_allowed(exc, ticket) from None
+        raise _not_allowed(exc, ticket, principal) from None
     except InvalidActionArgument as exc:
-        raise invalid_field("body", str(exc)) from None
+        raise invalid_field(f"body.{exc.field}" if exc.field else "body", str(exc)) from None
 
     rows = {Metric(r.metric): r for r in await tickets.clock_rows(session, [ticket.id])}
     calendar_ids = [terms.calendar_id] if terms is not None else []
@@ -137,7 +138,7 @@ async def perform(
         ticket.closed_at = occurred
     if action is Action.REOPEN:
         ticket.resolved_at = ticket.closed_at = ticket.resolution = None
-    auto_close_changed = _auto_close(work, outcome.auto_close)
+    auto_close = _auto_close(work, outcome.auto_close)
     ticket.next_due_at = clock_store.next_due(work.rows.values())
     ticket.version += 1
     await session.flush()
@@ -165,7 +166,7 @@ async def perform(
             now=now,
             event={"from": old_status, "to": ticket.status, "action": action.value},
         )
-    if auto_close_changed and ticket.auto_close_at is not None:
+    if auto_close is AutoCloseDirective.SCHEDULE and ticket.auto_close_at is not None:
         await tickets.record(
             session,
             ticket,
@@ -179,7 +180,18 @@ async def perform(
             },
             outbox_type="ticket.auto_close_scheduled",
         )
-    if auto_close_changed or outcome.clock_ops != lifecycle.ClockOps():
+    elif auto_close is AutoCloseDirective.CANCEL:
+        await tickets.record(
+            session,
+            ticket,
+            principal,
+            kind="auto_close_cancelled",
+            occurred_at=occurred,
+            now=now,
+            data={"reason": f"status {ticket.status}"},
+            outbox_type="ticket.auto_close_cancelled",
+        )
+    if auto_close is not AutoCloseDirective.NONE or not outcome.clock_ops.is_empty or work.created:
         await clock_store.notify_timers(session)
     return ticket
 
@@ -202,8 +214,10 @@ def _occurred_at(principal: Principal, body: ActionBase, ticket: Ticket, now: da
         raise invalid_field("body.occurred_at", str(exc), exc.code) from None
 
 
-def _not_allowed(exc: ActionNotAllowed, ticket: Ticket) -> Conflict:
-    allowed = [a.value for a in exc.allowed]
+def _not_allowed(exc: ActionNotAllowed, ticket: Ticket, principal: Principal) -> Conflict:
+    allowed = [
+        a.value for a in exc.allowed if not principal.is_customer or a in lifecycle.CUSTOMER_ACTIONS
+    ]
     if exc.action is Action.REOPEN and ticket.close_reason == CloseReason.NO_RESPONSE.value:
         return Conflict(
             "This ticket was closed for lack of response and cannot be reopened (seed 004): "
@@ -236,7 +250,7 @@ async def _apply_arguments(
     elif isinstance(body, EscalateBody):
         _escalate(work, body)
     elif isinstance(body, ChangeBody):
-        await _change(work, body)
+        await _change(session, work, body)
     elif isinstance(body, ResolveBody):
         ticket.resolution = body.resolution
         work.data = {"resolution": body.resolution}
@@ -244,8 +258,6 @@ async def _apply_arguments(
         work.data = {"reason": body.reason}
     elif isinstance(body, ContactAttemptBody):
         work.data = {"channel": body.channel.value, "attempt": ticket.contact_attempts + 1}
-    elif isinstance(body, CallbackBody | MessageBody):
-        pass
 
 
 def _due_times(work: _Work) -> dict[str, str | None]:
@@ -258,15 +270,16 @@ def _due_times(work: _Work) -> dict[str, str | None]:
 
 def _escalate(work: _Work, body: EscalateBody) -> None:
     ticket = work.ticket
-    if body.to_tier == ticket.tier:
-        raise invalid_field("body.to_tier", f"the ticket is already at tier {ticket.tier}")
-    if body.to_tier < ticket.tier and body.reason is None:
-        raise invalid_field("body.reason", "going down a tier needs a reason")
-    if body.to_tier == lifecycle.VENDOR_TIER and (
-        body.vendor is None or body.vendor_case_ref is None
-    ):
-        field = "body.vendor" if body.vendor is None else "body.vendor_case_ref"
-        raise invalid_field(field, "tier 4 (the product vendor) needs vendor and vendor_case_ref")
+    try:
+        lifecycle.check_escalation(
+            ticket.tier,
+            body.to_tier,
+            reason=body.reason,
+            vendor=body.vendor,
+            vendor_case_ref=body.vendor_case_ref,
+        )
+    except InvalidActionArgument as exc:
+        raise invalid_field(f"body.{exc.field}", str(exc)) from None
     work.data = {"from_tier": ticket.tier, "to_tier": body.to_tier, "reason": body.reason}
     ticket.tier = body.to_tier
     if body.vendor is not None:
@@ -274,15 +287,18 @@ def _escalate(work: _Work, body: EscalateBody) -> None:
         work.data |= {"vendor": body.vendor, "vendor_case_ref": body.vendor_case_ref}
 
 
-async def _change(work: _Work, body: ChangeBody) -> None:
-    """Severity/category change: the new targets apply, elapsed business time is kept."""
+async def _change(session: AsyncSession, work: _Work, body: ChangeBody) -> None:
+    """Severity/category change: the targets are chosen again (services.clocks.rechoose),
+    the business time already counted is kept."""
     ticket = work.ticket
     severity = body.severity or Severity(ticket.severity)
     category = body.category or Category(ticket.category)
     if severity.value == ticket.severity and category.value == ticket.category:
         raise invalid_field("body", "give a severity or category different from the current one")
     terms = work.terms
-    if terms is not None and category in terms.excluded_categories:
+    if terms is not None and Reason.CATEGORY_EXCLUDED in plan_reasons(
+        terms.coverage, None, category
+    ):
         raise invalid_field(
             "body.category",
             f"{category.value} is excluded by plan {terms.code} (category_excluded)",
@@ -295,28 +311,34 @@ async def _change(work: _Work, body: ChangeBody) -> None:
     ticket.severity, ticket.category = severity.value, category.value
     if terms is None:
         return
-    for metric, clock in list(work.clocks.items()):
-        if clock.is_stopped:
-            continue  # history: a stopped clock keeps the target it was measured against
-        chosen = terms.target_for(metric, severity, category, Channel(ticket.channel))
-        if chosen is None:
-            continue  # no target of this metric under the new terms: the clock keeps its own
-        target, target_json = chosen
-        work.clocks[metric] = sla.retarget(clock, target, work.occurred, _calendar(work, clock))
-        work.rows[metric].target = target_json
+    work.created = clock_store.rechoose(
+        ticket,
+        terms,
+        work.rows,
+        work.clocks,
+        work.occurred,
+        lambda clock: _calendar(work, clock),
+        pausing=TicketStatus(ticket.status) in terms.coverage.pause_on,
+        may_start=await tickets.startable_metrics(session, ticket),
+    )
+    session.add_all(work.created)
 
 
-def _auto_close(work: _Work, directive: AutoCloseDirective) -> bool:
+def _auto_close(work: _Work, directive: AutoCloseDirective) -> AutoCloseDirective:
+    """What happened to the pending auto-close. Whatever the plan says now (it may have
+    been edited since the close was scheduled), a ticket that no longer waits on the
+    customer is not closed for lack of response."""
     ticket = work.ticket
     if directive is AutoCloseDirective.SCHEDULE and work.terms and work.terms.auto_close:
-        business = work.cals.business(work.terms.calendar_id)
+        business = work.cals.calendar(work.terms.calendar_id)
         days = work.terms.auto_close.notice_business_days
-        ticket.auto_close_at = business.add_business_days(work.occurred, days)  # type: ignore[attr-defined]
-        return True
-    if directive is AutoCloseDirective.CANCEL and ticket.auto_close_at is not None:
+        ticket.auto_close_at = business.add_business_days(work.occurred, days)
+        return AutoCloseDirective.SCHEDULE
+    waiting = ticket.status == TicketStatus.WAITING_ON_CUSTOMER.value
+    if ticket.auto_close_at is not None and (directive is AutoCloseDirective.CANCEL or not waiting):
         ticket.auto_close_at = None
-        return True
-    return False
+        return AutoCloseDirective.CANCEL
+    return AutoCloseDirective.NONE
 
 
 def _calendar(work: _Work, clock: sla.Clock) -> sla.BusinessTime:

@@ -17,7 +17,7 @@ from sqlmodel import col
 
 from app.domain import lifecycle, sla
 from app.domain.lifecycle import Action, CloseReason
-from app.domain.vocab import TicketStatus
+from app.domain.vocab import Metric, TicketStatus
 from app.errors import NotFound, PreconditionFailed
 from app.models.tickets import SlaClock, Ticket, TicketEvent
 from app.pagination import keyset, page_of
@@ -35,16 +35,18 @@ def display_number(number: int) -> str:
 
 
 def etag(ticket: Ticket) -> str:
-    # Weak: the representation carries live clock readings that change without a write.
-    return f'W/"{ticket.version}"'
+    # The ticket's version: its clock readings move with time, but what If-Match guards
+    # (the ticket's state and history) changes only with the version.
+    return f'"{ticket.version}"'
 
 
 def check_if_match(ticket: Ticket, if_match: str | None) -> None:
-    """Optimistic concurrency: If-Match must name the current version (412 otherwise)."""
+    """Optimistic concurrency: If-Match must name the current version (412 otherwise).
+    Strong comparison (RFC 9110): a weak tag never matches."""
     if if_match is None:
         return
-    wanted = {tag.strip().removeprefix("W/") for tag in if_match.split(",")}
-    if "*" in wanted or f'"{ticket.version}"' in wanted:
+    wanted = {tag.strip() for tag in if_match.split(",")}
+    if "*" in wanted or etag(ticket) in wanted:
         return
     raise PreconditionFailed(
         f"The ticket changed (it is at version {ticket.version}, ETag {etag(ticket)}); "
@@ -63,11 +65,32 @@ async def load(
     ``for_update`` the row is locked: actions on one ticket are serialized here."""
     stmt = select(Ticket).where(col(Ticket.id) == ticket_id)
     if for_update:
-        stmt = stmt.with_for_update()
+        # FOR NO KEY UPDATE: serializes writers of this ticket without blocking rows that
+        # merely reference it (a follow-up ticket, a firing, a work log).
+        stmt = stmt.with_for_update(key_share=True)
     ticket = (await session.execute(stmt)).scalar_one_or_none()
     if ticket is None or not principal.can_see_organization(ticket.organization_id):
         raise NotFound("No ticket with that id.")
     return ticket
+
+
+# Timeline events that are a public response to the customer (they stop first_response).
+_RESPONSES = ("replied", "info_requested", "called_back")
+
+
+async def startable_metrics(session: AsyncSession, ticket: Ticket) -> frozenset[Metric]:
+    """Metrics a newly applicable target may start a clock for: none once the ticket is
+    resolved or closed, and no first response once the customer was answered."""
+    if TicketStatus(ticket.status) not in lifecycle.OPEN_STATUSES:
+        return frozenset()
+    answered = await session.scalar(
+        select(
+            exists().where(
+                col(TicketEvent.ticket_id) == ticket.id, col(TicketEvent.kind).in_(_RESPONSES)
+            )
+        )
+    )
+    return frozenset(Metric) - ({Metric.FIRST_RESPONSE} if answered else set())
 
 
 async def clock_rows(session: AsyncSession, ticket_ids: Sequence[uuid.UUID]) -> list[SlaClock]:
@@ -312,12 +335,17 @@ async def timeline(
     stmt = keyset(stmt, [col(TicketEvent.seq)], cursor, limit)
     rows = (await session.execute(stmt)).scalars().all()
     items, next_cursor = page_of(rows, limit, lambda r: (r.seq,))
-    return [TicketEventRead.model_validate(r) for r in items], next_cursor
+    events = [TicketEventRead.model_validate(r) for r in items]
+    if principal.is_customer:
+        # Customers see who acted by role (and their own contact), not staff key ids.
+        for event in events:
+            event.actor = {
+                k: v for k, v in event.actor.items() if k in ("role", "contact_id") and v
+            }
+    return events, next_cursor
 
 
 # ------------------------------------------------------------------------- listing
-
-SORTS = ("received_at", "-received_at", "next_due")
 
 
 def list_statement(
@@ -387,9 +415,10 @@ async def list_tickets(
     items, next_cursor = page_of(tickets, limit, key)
     rows = await clock_rows(session, [t.id for t in items])
     cals = await calendars_for(session, rows)
+    fired = await clock_store.fired_keys(session, [r.id for r in rows])
     by_ticket: dict[uuid.UUID, list[SlaClock]] = {}
     for row in rows:
         by_ticket.setdefault(row.ticket_id, []).append(row)
     return [
-        ticket_read(t, by_ticket.get(t.id, []), cals, now, principal) for t in items
+        ticket_read(t, by_ticket.get(t.id, []), cals, now, principal, fired) for t in items
     ], next_cursor

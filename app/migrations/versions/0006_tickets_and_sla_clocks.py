@@ -172,7 +172,10 @@ def upgrade() -> None:
         sa.Column("due_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("next_check_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
-            ["calendar_id"], ["calendars.id"], name=op.f("fk_sla_clocks_calendar_id_calendars")
+            ["calendar_id"],
+            ["calendars.id"],
+            name=op.f("fk_sla_clocks_calendar_id_calendars"),
+            ondelete="SET NULL",
         ),
         sa.ForeignKeyConstraint(
             ["ticket_id"],
