@@ -165,6 +165,56 @@ _TYPES = [
         ),
     ),
     EventType(
+        "ticket.updated",
+        "The ticket's subject or description was edited",
+        "`event.fields` lists the fields that changed (`PATCH /v1/tickets/{id}`).",
+        _ticket_event(event={"kind": "edited", "fields": ["subject"], "actor": _ACTOR}),
+    ),
+    EventType(
+        "ticket.replied",
+        "An agent sent a public reply or asked the customer for information",
+        "`event.kind` is `replied` or `info_requested`; the first one stops `first_response`.",
+        _ticket_event(event={"kind": "replied", "actor": _ACTOR}),
+    ),
+    EventType(
+        "ticket.contact_attempted",
+        "An agent tried again to reach a customer who has not answered",
+        "`event.attempt` counts the attempts; the plan's `auto_close.contact_attempts` "
+        "schedules the auto-close.",
+        _ticket_event(
+            _ticket(status="waiting_on_customer"),
+            event={"kind": "contact_attempted", "channel": "phone", "attempt": 2, "actor": _ACTOR},
+        ),
+    ),
+    EventType(
+        "ticket.customer_replied",
+        "The customer answered",
+        "Paused clocks resume; a scheduled auto-close is cancelled.",
+        _ticket_event(
+            _ticket(status="in_progress"),
+            event={"kind": "customer_replied", "actor": {"role": "customer"}},
+        ),
+    ),
+    EventType(
+        "ticket.called_back",
+        "An agent called the customer back",
+        "The `callback` clock (and `first_response`) stopped.",
+        _ticket_event(event={"kind": "called_back", "actor": _ACTOR}),
+    ),
+    EventType(
+        "ticket.auto_close_cancelled",
+        "A scheduled auto-close will not happen",
+        "The ticket stopped waiting on the customer (a reply, a status change, a plan edit).",
+        _ticket_event(event={"kind": "auto_close_cancelled", "reason": "status in_progress"}),
+    ),
+    EventType(
+        "ticket.sla_recomputed",
+        "The ticket's due times moved because its calendar or plan was edited",
+        "Running clocks keep the business time already counted; what remains is counted "
+        "under the new terms from the edit.",
+        _ticket_event(event={"kind": "sla_recomputed", "calendar_id": _ORG_ID, "version": 2}),
+    ),
+    EventType(
         "sla.warning",
         "An SLA clock reached a warning threshold",
         "Fired once per clock and threshold, at the threshold's exact instant (a percentage "

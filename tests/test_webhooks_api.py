@@ -203,7 +203,7 @@ async def test_event_catalogue_endpoint_and_openapi_webhooks(
 ) -> None:
     catalogue = (await admin.get("/v1/webhooks/event-types")).json()["items"]
     names = [t["name"] for t in catalogue]
-    assert names == list(EVENT_TYPES) and len(names) == 13
+    assert names == list(EVENT_TYPES) and len(set(names)) == len(names)
     assert names[0] == "ticket.created" and names[-1] == "webhook.ping"
     assert {"ticket.escalated", "sla.warning", "sla.breached", "authorization.required"} <= set(
         names

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.events import CATALOGUE
 from app.models.outbox import OutboxEvent
 
 # NOTIFY is transactional: listeners hear it only once the change has committed.
@@ -24,6 +25,9 @@ async def emit(
     organization_id: uuid.UUID | None = None,
     ticket_id: uuid.UUID | None = None,
 ) -> OutboxEvent:
+    if type_ not in CATALOGUE:
+        # Subscribers choose from the catalogue: an event outside it would be invisible.
+        raise ValueError(f"event type {type_!r} is not in app.events.CATALOGUE")
     event = OutboxEvent(
         type=type_,
         occurred_at=occurred_at,

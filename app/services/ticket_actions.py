@@ -92,7 +92,23 @@ async def perform(
         raise Forbidden(f"A customer key may only {allowed}.")
     tickets.check_if_match(ticket, if_match)
     occurred = _occurred_at(principal, body, ticket, now)
+    await apply(session, ticket, principal, action, body, occurred=occurred, now=now)
+    return ticket
 
+
+async def apply(
+    session: AsyncSession,
+    ticket: Ticket,
+    principal: Principal | None,
+    action: Action,
+    body: ActionBase,
+    *,
+    occurred: datetime,
+    now: datetime,
+) -> None:
+    """Apply an action that was authorized and timed already: the caller holds the
+    timing lock and the ticket's row lock. ``principal`` None is the system itself (the
+    timer loop's auto-close), recorded as actor ``{"role": "system"}``."""
     terms = TicketTerms.from_snapshot(ticket.plan_snapshot) if ticket.plan_snapshot else None
     policy = terms.policy if terms is not None else lifecycle.DEFAULT_POLICY
     status = TicketStatus(ticket.status)
@@ -193,7 +209,6 @@ async def perform(
         )
     if auto_close is not AutoCloseDirective.NONE or not outcome.clock_ops.is_empty or work.created:
         await clock_store.notify_timers(session)
-    return ticket
 
 
 # -------------------------------------------------------------------------- checks
@@ -214,10 +229,9 @@ def _occurred_at(principal: Principal, body: ActionBase, ticket: Ticket, now: da
         raise invalid_field("body.occurred_at", str(exc), exc.code) from None
 
 
-def _not_allowed(exc: ActionNotAllowed, ticket: Ticket, principal: Principal) -> Conflict:
-    allowed = [
-        a.value for a in exc.allowed if not principal.is_customer or a in lifecycle.CUSTOMER_ACTIONS
-    ]
+def _not_allowed(exc: ActionNotAllowed, ticket: Ticket, principal: Principal | None) -> Conflict:
+    customer = principal is not None and principal.is_customer
+    allowed = [a.value for a in exc.allowed if not customer or a in lifecycle.CUSTOMER_ACTIONS]
     if exc.action is Action.REOPEN and ticket.close_reason == CloseReason.NO_RESPONSE.value:
         return Conflict(
             "This ticket was closed for lack of response and cannot be reopened (seed 004): "
