@@ -35,44 +35,89 @@ class EventType:
 
 _TICKET_ID = "0b6f7c1e-4d0a-4c8e-9a55-6a8f2f0c1d11"
 _ORG_ID = "5d1e2f3a-7b8c-4d9e-8f0a-1b2c3d4e5f60"
+_AGENT_ID = "c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f"
 
+# The shapes below are those of the real payloads (`tests/test_event_catalogue.py` checks
+# every field name against events the service writes).
 _TICKET: dict[str, Any] = {
     "id": _TICKET_ID,
     "number": "SD-000123",
     "organization_id": _ORG_ID,
     "contact_id": "a3b4c5d6-e7f8-4091-a2b3-c4d5e6f70812",
-    "subject": "VPN drops every hour since the upgrade",
-    "status": "open",
+    "channel": "email",
     "severity": "high",
     "category": "technical",
-    "channel": "email",
+    "subject": "VPN drops every hour since the upgrade",
+    "description": "Since Tuesday's upgrade the VPN disconnects every hour.",
+    "status": "open",
     "tier": 1,
     "assignee_id": None,
+    "entitled": True,
+    "entitlement_reasons": [],
+    "plan": {
+        "id": "eb5c3076-93f5-4eae-9757-5122733c920e",
+        "code": "vitrium-standard",
+        "name": "Standard",
+        "version": 3,
+    },
+    "after_hours": False,
     "received_at": "2026-03-06T17:00:00Z",
+    "contact_attempts": 0,
+    "auto_close_at": None,
+    "close_reason": None,
+    "resolution": None,
+    "resolved_at": None,
+    "closed_at": None,
+    "follows_up_ticket_id": None,
+    "vendor": None,
+    "vendor_case_ref": None,
+    "next_due_at": "2026-03-09T09:15:00Z",
+    "version": 2,
+    "created_at": "2026-03-06T17:00:02.120000Z",
+    "updated_at": "2026-03-06T17:45:00.000000Z",
 }
 
 _SLA: list[dict[str, Any]] = [
     {
         "metric": "first_response",
-        "target_minutes": 60,
-        "calendar": "business",
+        "minutes": 60,
+        "clock": "business",
         "state": "running",
-        "elapsed_seconds": 2700,
+        "running": True,
+        "started_at": "2026-03-06T17:00:00Z",
         "due_at": "2026-03-09T09:15:00Z",
+        "elapsed_seconds": 2700,
+        "remaining_seconds": 900,
+        "overdue_seconds": 0,
         "stopped_at": None,
-        "breached": False,
+        "breached_at": None,
+        "next_threshold": {"key": "warn:75", "kind": "warning", "at": "2026-03-09T09:00:00Z"},
     },
     {
         "metric": "resolution",
-        "target_minutes": 960,
-        "calendar": "business",
+        "minutes": 960,
+        "clock": "business",
         "state": "running",
-        "elapsed_seconds": 2700,
+        "running": True,
+        "started_at": "2026-03-06T17:00:00Z",
         "due_at": "2026-03-11T10:00:00Z",
+        "elapsed_seconds": 2700,
+        "remaining_seconds": 54900,
+        "overdue_seconds": 0,
         "stopped_at": None,
-        "breached": False,
+        "breached_at": None,
+        "next_threshold": {"key": "breach", "kind": "breach", "at": "2026-03-11T10:00:00Z"},
     },
 ]
+
+_ACTOR = {
+    "role": "agent",
+    "api_key_id": "9d8c7b6a-5f4e-4d3c-2b1a-0f9e8d7c6b5a",
+    "agent_id": _AGENT_ID,
+    "contact_id": None,
+}
+_SYSTEM = {"role": "system"}
+_WHEN = "2026-03-06T17:45:00+00:00"
 
 
 def _ticket(**changes: Any) -> dict[str, Any]:
@@ -83,84 +128,153 @@ def _sla(**changes: Any) -> list[dict[str, Any]]:
     return [{**_SLA[0], **changes}, dict(_SLA[1])]
 
 
-def _ticket_event(ticket: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
-    return {"ticket": ticket or _ticket(), "sla": _sla(), **extra}
+def _recorded(
+    kind: str,
+    ticket: dict[str, Any] | None = None,
+    *,
+    actor: dict[str, Any] | None = None,
+    sla: list[dict[str, Any]] | None = None,
+    **details: Any,
+) -> dict[str, Any]:
+    """The payload of a timeline event: the ticket and its clocks after it, and the event
+    (its kind, instant, actor and details)."""
+    event = {"kind": kind, "occurred_at": _WHEN, "actor": actor or _ACTOR, **details}
+    return {"ticket": ticket or _ticket(), "sla": sla or _sla(), "event": event}
 
 
-_ACTOR = {"role": "agent", "agent_id": "c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f", "contact_id": None}
+def _threshold(key: str, kind: str, percent: int | None, at: str) -> dict[str, Any]:
+    return {
+        "metric": "first_response",
+        "key": key,
+        "kind": kind,
+        "percent": percent,
+        "before_minutes": None,
+        "at": at,
+    }
+
+
+_BREACH = _threshold("breach", "breach", 100, "2026-03-09T09:15:00Z")
+_STOPPED = _sla(
+    state="met",
+    running=False,
+    due_at=None,
+    remaining_seconds=900,
+    stopped_at="2026-03-06T17:45:00Z",
+    next_threshold=None,
+)
+
+_CHANGE: dict[str, Any] = {
+    "from": {"severity": "high", "category": "technical"},
+    "to": {"severity": "critical", "category": "technical"},
+}
 
 _TYPES = [
     EventType(
         "ticket.created",
         "A ticket was created",
         "A ticket was raised (by phone, email, portal, API…); its SLA clocks started at "
-        "`received_at`.",
-        _ticket_event(_ticket(status="new"), actor=_ACTOR),
+        "`received_at`. `event.overridden` says whether staff accepted a refused request.",
+        _recorded(
+            "created",
+            _ticket(status="new", version=1),
+            channel="email",
+            severity="high",
+            category="technical",
+            entitled=True,
+            reasons=[],
+            overridden=False,
+        ),
     ),
     EventType(
         "ticket.acknowledged",
-        "An agent answered the ticket for the first time",
-        "The first public agent reply: the `first_response` clock stopped.",
-        {
-            "ticket": _ticket(status="in_progress", assignee_id=_ACTOR["agent_id"]),
-            "sla": _sla(state="stopped", stopped_at="2026-03-06T17:45:00Z"),
-            "actor": _ACTOR,
-        },
+        "An agent took the ticket",
+        "The ticket was assigned (`new` becomes `open`); `event.due` carries the due times "
+        "the customer can be told (seed 000).",
+        _recorded(
+            "acknowledged",
+            _ticket(assignee_id=_AGENT_ID),
+            agent_id=_AGENT_ID,
+            due={"first_response": "2026-03-09T09:15:00+00:00", "resolution": None},
+        ),
     ),
     EventType(
         "ticket.status_changed",
         "The ticket's status changed",
-        "Any status transition; `previous_status` is the status before it. Pausing statuses "
-        "(e.g. `waiting_on_customer`) pause the SLA clocks.",
-        _ticket_event(
-            _ticket(status="waiting_on_customer"), previous_status="in_progress", actor=_ACTOR
-        ),
+        "Any status transition (`event.from`, `event.to`, and the action that caused it). "
+        "Pausing statuses (e.g. `waiting_on_customer`) pause the SLA clocks.",
+        {
+            "ticket": _ticket(status="waiting_on_customer"),
+            "sla": _sla(),
+            "event": {"from": "in_progress", "to": "waiting_on_customer", "action": "request_info"},
+        },
     ),
     EventType(
         "ticket.escalated",
-        "The ticket moved to a higher support tier",
-        "Raised by an agent or by an escalation action of an SLA threshold "
-        "(`threshold` is then the threshold that fired, else null).",
-        _ticket_event(
+        "The ticket moved to another support tier",
+        "Raised or lowered by an agent (`event.reason`; tier 4 carries the vendor and its "
+        "case number), or raised by the timer at an SLA breach (`event.actor` is the system "
+        "and `event.threshold` the breach that fired).",
+        _recorded(
+            "escalated",
             _ticket(tier=2),
-            previous_tier=1,
-            threshold={"metric": "resolution", "key": "breach", "kind": "breach", "percent": 100},
-            actor=None,
+            actor=_SYSTEM,
+            from_tier=1,
+            to_tier=2,
+            reason="first_response SLA breached",
+            threshold=_BREACH,
         ),
     ),
     EventType(
         "ticket.severity_changed",
-        "The ticket's severity changed",
-        "The new severity's targets apply; elapsed business time is kept.",
-        _ticket_event(_ticket(severity="critical"), previous_severity="high", actor=_ACTOR),
+        "The ticket's severity or category changed",
+        "The new targets apply; elapsed business time is kept and due times are recomputed.",
+        _recorded(
+            "changed",
+            _ticket(severity="critical"),
+            reason="Production is down",
+            **_CHANGE,
+        ),
     ),
     EventType(
         "ticket.resolved",
         "The ticket was resolved",
-        "An agent resolved the ticket: the `resolution` clock stopped.",
-        _ticket_event(_ticket(status="resolved"), actor=_ACTOR),
+        "An agent resolved the ticket (`event.resolution`: `fix`, `workaround` or `other`): "
+        "its clocks stopped.",
+        _recorded("resolved", _ticket(status="resolved"), sla=_STOPPED, resolution="fix"),
     ),
     EventType(
         "ticket.closed",
         "The ticket was closed",
-        "Closed by the customer's confirmation, by an agent, or automatically; `reason` says "
+        "Closed by the customer's confirmation, by an agent, or by the timer after the "
+        "auto-close notice (`event.actor` is then the system); `ticket.close_reason` says "
         "which (`confirmed`, `duplicate`, `out_of_scope`, `no_response`, `other`).",
-        _ticket_event(_ticket(status="closed"), reason="confirmed", actor=None),
+        _recorded(
+            "closed",
+            _ticket(status="closed", close_reason="no_response"),
+            actor=_SYSTEM,
+            sla=_STOPPED,
+            reason="no_response",
+        ),
     ),
     EventType(
         "ticket.reopened",
         "A resolved or closed ticket was reopened",
         "The customer (or an agent) reopened the ticket; the `resolution` clock resumed.",
-        _ticket_event(_ticket(status="open"), actor=_ACTOR),
+        _recorded("reopened", _ticket(status="in_progress")),
     ),
     EventType(
         "ticket.auto_close_scheduled",
-        "The ticket will close by itself unless someone acts",
+        "The ticket will close by itself unless the customer answers",
         "After the plan's contact attempts with no answer, the ticket closes at "
-        "`auto_close_at` unless the customer replies first.",
-        _ticket_event(
-            _ticket(status="waiting_on_customer"),
-            auto_close_at="2026-03-13T17:00:00Z",
+        "`event.auto_close_at` unless the customer replies first.",
+        _recorded(
+            "auto_close_scheduled",
+            _ticket(
+                status="waiting_on_customer",
+                auto_close_at="2026-03-13T17:00:00Z",
+                contact_attempts=3,
+            ),
+            auto_close_at="2026-03-13T17:00:00+00:00",
             contact_attempts=3,
         ),
     ),
@@ -168,97 +282,113 @@ _TYPES = [
         "ticket.updated",
         "The ticket's subject or description was edited",
         "`event.fields` lists the fields that changed (`PATCH /v1/tickets/{id}`).",
-        _ticket_event(event={"kind": "edited", "fields": ["subject"], "actor": _ACTOR}),
+        _recorded("edited", fields=["subject"]),
     ),
     EventType(
         "ticket.replied",
         "An agent sent a public reply or asked the customer for information",
         "`event.kind` is `replied` or `info_requested`; the first one stops `first_response`.",
-        _ticket_event(event={"kind": "replied", "actor": _ACTOR}),
+        _recorded("replied", _ticket(status="in_progress"), sla=_STOPPED),
     ),
     EventType(
         "ticket.contact_attempted",
         "An agent tried again to reach a customer who has not answered",
         "`event.attempt` counts the attempts; the plan's `auto_close.contact_attempts` "
         "schedules the auto-close.",
-        _ticket_event(
-            _ticket(status="waiting_on_customer"),
-            event={"kind": "contact_attempted", "channel": "phone", "attempt": 2, "actor": _ACTOR},
+        _recorded(
+            "contact_attempted",
+            _ticket(status="waiting_on_customer", contact_attempts=2),
+            channel="phone",
+            attempt=2,
         ),
     ),
     EventType(
         "ticket.customer_replied",
         "The customer answered",
         "Paused clocks resume; a scheduled auto-close is cancelled.",
-        _ticket_event(
+        _recorded(
+            "customer_replied",
             _ticket(status="in_progress"),
-            event={"kind": "customer_replied", "actor": {"role": "customer"}},
+            actor={
+                "role": "customer",
+                "api_key_id": "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
+                "agent_id": None,
+                "contact_id": "a3b4c5d6-e7f8-4091-a2b3-c4d5e6f70812",
+            },
         ),
     ),
     EventType(
         "ticket.called_back",
         "An agent called the customer back",
         "The `callback` clock (and `first_response`) stopped.",
-        _ticket_event(event={"kind": "called_back", "actor": _ACTOR}),
+        _recorded("called_back", _ticket(status="in_progress", channel="voicemail")),
     ),
     EventType(
         "ticket.auto_close_cancelled",
         "A scheduled auto-close will not happen",
         "The ticket stopped waiting on the customer (a reply, a status change, a plan edit).",
-        _ticket_event(event={"kind": "auto_close_cancelled", "reason": "status in_progress"}),
+        _recorded(
+            "auto_close_cancelled", _ticket(status="in_progress"), reason="status in_progress"
+        ),
     ),
     EventType(
         "ticket.sla_recomputed",
         "The ticket's due times moved because its calendar or plan was edited",
         "Running clocks keep the business time already counted; what remains is counted "
         "under the new terms from the edit.",
-        _ticket_event(event={"kind": "sla_recomputed", "calendar_id": _ORG_ID, "version": 2}),
+        _recorded(
+            "sla_recomputed",
+            actor={"role": "admin", "api_key_id": _ORG_ID, "agent_id": None, "contact_id": None},
+            calendar_id="7e6d5c4b-3a29-4817-a6b5-c4d3e2f1a0b9",
+            version=4,
+        ),
     ),
     EventType(
         "sla.warning",
         "An SLA clock reached a warning threshold",
-        "Fired once per clock and threshold, at the threshold's exact instant (a percentage "
-        "of the target, or a number of minutes before the due time).",
-        _ticket_event(
-            threshold={
-                "metric": "first_response",
-                "key": "warn:75",
-                "kind": "warning",
-                "percent": 75,
-                "before_minutes": None,
-                "at": "2026-03-09T09:00:00Z",
-            },
-        ),
+        "Fired once per clock and threshold by the timer, at the threshold's exact instant "
+        "(a percentage of the target, or a number of minutes before the due time); the "
+        "delivery's `timestamp` is that instant.",
+        {
+            "ticket": _ticket(),
+            "sla": _sla(next_threshold={"key": "breach", "kind": "breach", "at": _BREACH["at"]}),
+            "threshold": _threshold("warn:75", "warning", 75, "2026-03-09T09:00:00Z"),
+        },
     ),
     EventType(
         "sla.breached",
         "An SLA clock passed its due time",
-        "Fired once per clock at the due instant, even if nobody was looking.",
-        _ticket_event(
-            threshold={
-                "metric": "first_response",
-                "key": "breach",
-                "kind": "breach",
-                "percent": 100,
-                "before_minutes": None,
-                "at": "2026-03-09T09:15:00Z",
-            },
-        ),
+        "Fired once per clock at the due instant, even if nobody was looking (a threshold "
+        "missed while the service was down fires at its restart, with its original instant). "
+        "A target's `on_breach.escalate_to_tier` follows as `ticket.escalated`.",
+        {
+            "ticket": _ticket(),
+            "sla": _sla(
+                state="breached",
+                breached_at=_BREACH["at"],
+                remaining_seconds=0,
+                elapsed_seconds=3601,
+                overdue_seconds=1,
+                next_threshold=None,
+            ),
+            "threshold": _BREACH,
+        },
     ),
     EventType(
         "authorization.required",
         "Work on a ticket needs the customer's authorization",
         "The estimate exceeds what the contract covers (e.g. its hour budget); work waits for "
         "an authorized contact's approval.",
-        _ticket_event(
-            _ticket(status="waiting_on_customer"),
-            authorization={
+        {
+            "ticket": _ticket(status="waiting_on_customer"),
+            "sla": _sla(),
+            "authorization": {
                 "id": "e5f6a7b8-c9d0-4e1f-a2b3-c4d5e6f7a8b9",
                 "estimate_minutes": 240,
                 "reason": "Estimate exceeds the remaining contract hours (90 minutes left).",
                 "requested_at": "2026-03-06T18:10:00Z",
             },
-        ),
+        },
     ),
     EventType(
         "webhook.ping",

@@ -54,7 +54,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-import asyncpg
 import httpx
 from sqlalchemy import (
     Table,
@@ -88,6 +87,7 @@ from app.events import CATALOGUE, WILDCARD
 from app.models import metadata
 from app.services.netguard import AddressRefused, GuardedTransport
 from app.services.outbox import OUTBOX_CHANNEL
+from app.workers.listener import listen
 
 logger = logging.getLogger("sladesk.webhooks")
 
@@ -744,53 +744,16 @@ class Dispatcher:
     # ------------------------------------------------------------------------- listen
 
     async def _listen(self, stop: asyncio.Event) -> None:
-        """LISTEN on a dedicated connection; reconnect with backoff when it dies."""
-        url = self.engine.url.set(drivername="postgresql")
-        dsn = url.render_as_string(hide_password=False)
-        backoff = 0.1
-        while not stop.is_set():
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(
-                    dsn,
-                    timeout=10,
-                    server_settings={"application_name": f"sladesk-{self.name}-listen"},
-                )
-                lost = asyncio.Event()
-                conn.add_termination_listener(_setter(lost))
-                await conn.add_listener(OUTBOX_CHANNEL, self._notified)
-                self.listening.set()
-                self._wake.set()  # notifications may have been missed while away
-                backoff = 0.1
-                while not lost.is_set():
-                    try:
-                        await asyncio.wait_for(
-                            lost.wait(), timeout=self.config.listener_health_interval
-                        )
-                    except TimeoutError:
-                        await conn.fetchval("SELECT 1", timeout=5)
-                logger.info("webhook LISTEN connection lost", extra={"worker": self.name})
-            except Exception as exc:
-                logger.info(
-                    "webhook LISTEN connection failed: %s",
-                    type(exc).__name__,
-                    extra={"worker": self.name},
-                )
-            finally:
-                self.listening.clear()
-                if conn is not None and not conn.is_closed():
-                    conn.terminate()
-            self._wake.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=backoff)
-            backoff = min(backoff * 2, self.config.error_backoff_max)
-
-    def _notified(self, *_args: object) -> None:
-        self._wake.set()
-
-
-def _setter(event: asyncio.Event) -> Callable[[object], None]:
-    return lambda _connection: event.set()
+        await listen(
+            self.engine,
+            OUTBOX_CHANNEL,
+            wake=self._wake.set,
+            stop=stop,
+            listening=self.listening,
+            name=self.name,
+            health_interval=self.config.listener_health_interval,
+            backoff_max=self.config.error_backoff_max,
+        )
 
 
 def _targets(event_type: str, data: Any, subscriptions: Sequence[Any]) -> list[uuid.UUID]:

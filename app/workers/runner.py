@@ -12,13 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from app.workers.dispatcher import run_dispatcher
+from app.workers.escalation import run_timers
 
 logger = logging.getLogger("sladesk.workers")
 
 Loop = Callable[[AsyncEngine, Settings, asyncio.Event], Coroutine[Any, Any, None]]
 
 # Issues that add loops register them here: each runs until the stop event is set.
-LOOPS: list[tuple[str, Loop]] = [("webhooks", run_dispatcher)]
+LOOPS: list[tuple[str, Loop]] = [("timers", run_timers), ("webhooks", run_dispatcher)]
 
 
 @contextlib.asynccontextmanager
