@@ -19,6 +19,7 @@ from app.config import Settings
 from app.db import make_engine
 from app.domain.sla import Crossing
 from app.models.tickets import SlaClock, Ticket
+from app.services import tickets
 from app.workers.dispatcher import Dispatcher
 from app.workers.escalation import RoundResult, TimerConfig, TimerLoop
 from tests.conftest import raw_connect
@@ -115,11 +116,12 @@ class KillingLoop(TimerLoop):
         crossing: Crossing,
         now: datetime,
         result: RoundResult,
+        context: tickets.PayloadContext,
     ) -> None:
         self.attempts += 1
         if self.attempts in self.at:
             self.kills += await _kill_other_connections(self.server_url)
-        await super()._announce(session, ticket, row, crossing, now, result)
+        await super()._announce(session, ticket, row, crossing, now, result, context)
 
 
 async def test_killed_database_connections_lose_nothing_and_fire_nothing_twice(
@@ -172,8 +174,9 @@ class StallingLoop(TimerLoop):
         crossing: Crossing,
         now: datetime,
         result: RoundResult,
+        context: tickets.PayloadContext,
     ) -> None:
-        await super()._announce(session, ticket, row, crossing, now, result)
+        await super()._announce(session, ticket, row, crossing, now, result, context)
         self.attempts += 1
         if self.committed > 0 and self.attempts == self.committed + 7:
             self.stalled.set()

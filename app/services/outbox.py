@@ -24,7 +24,10 @@ async def emit(
     data: dict[str, Any],
     organization_id: uuid.UUID | None = None,
     ticket_id: uuid.UUID | None = None,
+    deferred: bool = False,
 ) -> OutboxEvent:
+    """Add an outbox event; ``deferred``: only add it (a batch flushes and calls
+    ``notify`` once at its end)."""
     if type_ not in CATALOGUE:
         # Subscribers choose from the catalogue: an event outside it would be invisible.
         raise ValueError(f"event type {type_!r} is not in app.events.CATALOGUE")
@@ -36,6 +39,12 @@ async def emit(
         ticket_id=ticket_id,
     )
     session.add(event)
-    await session.flush()
-    await session.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
+    if not deferred:
+        await session.flush()
+        await notify(session)
     return event
+
+
+async def notify(session: AsyncSession) -> None:
+    """Wake the dispatchers when this transaction commits."""
+    await session.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -244,14 +245,40 @@ async def update_ticket(
 # ----------------------------------------------------------------------- recording
 
 
+@dataclass
+class PayloadContext:
+    """What the event payloads of some tickets read (their clocks, calendars and fired
+    thresholds), loaded once for a batch of events. Whoever changes those rows or fires a
+    threshold meanwhile updates the same objects (``fired`` included)."""
+
+    rows: dict[uuid.UUID, list[SlaClock]]
+    cals: CalendarSet
+    fired: dict[uuid.UUID, set[str]]
+
+
+async def payload_context(session: AsyncSession, ticket_ids: Sequence[uuid.UUID]) -> PayloadContext:
+    rows = await clock_rows(session, ticket_ids)
+    by_ticket: dict[uuid.UUID, list[SlaClock]] = {}
+    for row in rows:
+        by_ticket.setdefault(row.ticket_id, []).append(row)
+    return PayloadContext(
+        rows=by_ticket,
+        cals=await calendars_for(session, rows),
+        fired=await clock_store.fired_keys(session, [r.id for r in rows]),
+    )
+
+
 async def event_payload(
-    session: AsyncSession, ticket: Ticket, now: datetime, **extra: Any
+    session: AsyncSession,
+    ticket: Ticket,
+    now: datetime,
+    *,
+    context: PayloadContext | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
     """The outbox/webhook ``data`` of a ticket event: the ticket with its SLA clocks."""
-    rows = await clock_rows(session, [ticket.id])
-    cals = await calendars_for(session, rows)
-    fired = await clock_store.fired_keys(session, [r.id for r in rows])
-    view = ticket_read(ticket, rows, cals, now, None, fired)
+    ctx = context or await payload_context(session, [ticket.id])
+    view = ticket_read(ticket, ctx.rows.get(ticket.id, []), ctx.cals, now, None, ctx.fired)
     payload = view.model_dump(mode="json", exclude={"allowed_actions", "override_reason"})
     sla_entries = payload.pop("sla")
     return {"ticket": payload, "sla": sla_entries, **extra}
@@ -264,10 +291,14 @@ async def emit(
     *,
     occurred_at: datetime,
     now: datetime,
+    context: PayloadContext | None = None,
     **extra: Any,
 ) -> None:
-    """An outbox event about the ticket: its current state, clocks read at the event."""
-    payload = await event_payload(session, ticket, max(now, occurred_at), **extra)
+    """An outbox event about the ticket: its current state, clocks read at the event.
+
+    With a ``context`` (a batch), nothing is read or written here: the event is added to
+    the session, and the caller flushes and calls ``outbox.notify`` once."""
+    payload = await event_payload(session, ticket, max(now, occurred_at), context=context, **extra)
     await outbox.emit(
         session,
         type_,
@@ -275,6 +306,7 @@ async def emit(
         data=payload,
         organization_id=ticket.organization_id,
         ticket_id=ticket.id,
+        deferred=context is not None,
     )
 
 
@@ -290,8 +322,11 @@ async def record(
     public: bool = True,
     data: dict[str, Any] | None = None,
     outbox_type: str | None = None,
+    context: PayloadContext | None = None,
 ) -> TicketEvent:
-    """Write one timeline event and (optionally) its outbox event, in this transaction."""
+    """Write one timeline event and (optionally) its outbox event, in this transaction.
+
+    With a ``context`` (see ``emit``) both are only added to the session."""
     actor = principal.actor() if principal is not None else {"role": "system"}
     event = TicketEvent(
         ticket_id=ticket.id,
@@ -305,7 +340,8 @@ async def record(
     )
     session.add(event)
     ticket.last_event_at = max(ticket.last_event_at, occurred_at)
-    await session.flush()
+    if context is None:
+        await session.flush()
     if outbox_type is not None:
         event_data = {"kind": kind, "occurred_at": occurred_at.isoformat(), "actor": actor}
         await emit(
@@ -314,6 +350,7 @@ async def record(
             outbox_type,
             occurred_at=occurred_at,
             now=now,
+            context=context,
             event={**event_data, **(data or {})},
         )
     return event

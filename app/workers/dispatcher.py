@@ -44,6 +44,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import random
 import time
 import uuid
@@ -118,8 +119,9 @@ class DispatcherConfig:
     jitter: float = DEFAULT_JITTER
     retry_after_cap: timedelta = DEFAULT_RETRY_AFTER_CAP
     lease_margin: float = 30.0  # lease = timeout + margin; also how long a record is retried
-    max_in_flight: int = 32
-    per_subscription: int = 4
+    max_in_flight: int = 64
+    # A slow receiver holds at most this many of the slots; a fast one gets ~1,000/s.
+    per_subscription: int = 16
     claim_batch: int = 64
     fanout_batch: int = 500
     safety_recheck: float = 30.0
@@ -214,6 +216,10 @@ class Dispatcher:
         self.name = name
         self.listening = asyncio.Event()  # set while the LISTEN connection is up
         self._wake = asyncio.Event()
+        # Set when the outbox may hold events not fanned out yet (a NOTIFY, a full or
+        # blocked fan-out, start-up); a round woken only by a finished send skips fan-out.
+        self._outbox_moved = True
+        self._last_fan_out = -math.inf
         self._in_flight: Counter[uuid.UUID] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
         self._unrecorded: dict[uuid.UUID, uuid.UUID] = {}  # delivery id -> lease token
@@ -251,8 +257,10 @@ class Dispatcher:
         backoff = 0.0
         while not stop.is_set():
             self._wake.clear()
+            # A missed NOTIFY (listener reconnecting) is caught by the periodic fan-out.
+            stale = time.monotonic() - self._last_fan_out >= self.config.safety_recheck
             try:
-                delay = await self.run_round()
+                delay = await self.run_round(fan_out=self._outbox_moved or stale)
                 backoff = 0.0
             except Exception:
                 backoff = min(max(backoff * 2, 0.1), self.config.error_backoff_max)
@@ -294,10 +302,20 @@ class Dispatcher:
         except Exception:  # the leases expire by themselves
             logger.info("could not free webhook leases on shutdown", exc_info=True)
 
-    async def run_round(self) -> float:
-        """Fan out, claim and start sends; the seconds to wait before the next round."""
+    def _outbox_notified(self) -> None:
+        self._outbox_moved = True
+        self._wake.set()
+
+    async def run_round(self, *, fan_out: bool = True) -> float:
+        """Fan out (unless told the outbox has not moved), claim and start sends; the
+        seconds to wait before the next round."""
         now = self.clock()
-        fan = await self._fan_out(now)
+        fan = _FanOut()
+        if fan_out:
+            self._outbox_moved = False
+            self._last_fan_out = time.monotonic()
+            fan = await self._fan_out(now)
+            self._outbox_moved = self._outbox_moved or fan.more or fan.blocked
         capacity = self.config.max_in_flight - len(self._tasks)
         again = fan.more
         if capacity > 0:
@@ -707,8 +725,23 @@ class Dispatcher:
                 update(DELIVERIES).where(DELIVERIES.c.id == job.delivery_id).values(**values)
             )
             if finished and job.ticket_id is not None:
-                # The next delivery of this ticket may go now, perhaps from another process.
-                await conn.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
+                # The next delivery of this ticket (if any waits) may go now, perhaps from
+                # another process: tell them.
+                await conn.execute(
+                    text(
+                        "SELECT pg_notify(:channel, '') WHERE EXISTS (SELECT 1 FROM "
+                        "webhook_deliveries d WHERE d.subscription_id = :subscription "
+                        "AND d.ticket_id = :ticket AND d.status = :pending AND d.event_seq > "
+                        "(SELECT event_seq FROM webhook_deliveries WHERE id = :delivery))"
+                    ),
+                    {
+                        "channel": OUTBOX_CHANNEL,
+                        "subscription": job.subscription_id,
+                        "ticket": job.ticket_id,
+                        "pending": PENDING,
+                        "delivery": job.delivery_id,
+                    },
+                )
         log = logger.info if succeeded else logger.warning
         log(
             "webhook attempt %s",
@@ -747,7 +780,7 @@ class Dispatcher:
         await listen(
             self.engine,
             OUTBOX_CHANNEL,
-            wake=self._wake.set,
+            wake=self._outbox_notified,
             stop=stop,
             listening=self.listening,
             name=self.name,

@@ -65,7 +65,7 @@ from app.domain.vocab import TicketStatus
 from app.models.tickets import SlaClock, SlaFiring, Ticket
 from app.schemas.tickets import CloseBody
 from app.services import clocks as clock_store
-from app.services import ticket_actions, tickets
+from app.services import outbox, ticket_actions, tickets
 from app.services.clocks import TIMER_CHANNEL
 from app.workers.listener import listen
 
@@ -267,43 +267,57 @@ class TimerLoop:
         now: datetime,
         result: RoundResult,
     ) -> None:
-        cals = await tickets.calendars_for(session, rows)
-        fired = await clock_store.fired_keys(session, [r.id for r in rows])
+        # Everything the batch reads is read here, in three queries; what follows only adds
+        # rows to the session, flushed together at the end (a batch costs a handful of
+        # round trips, not a handful per threshold).
+        context = await tickets.payload_context(session, sorted({r.ticket_id for r in rows}))
+        fired = context.fired
         due: list[tuple[Crossing, SlaClock]] = []
         for row in rows:
             clock = clock_store.to_domain(row)
             for crossing in sla.crossings(
-                clock, horizon, cals.of(row), exclude=fired.get(row.id, set())
+                clock, horizon, context.cals.of(row), exclude=fired.get(row.id, set())
             ):
                 due.append((crossing, row))
         due.sort(key=lambda item: (item[0].at, item[0].threshold.mark, item[1].id.hex))
-        for crossing, row in due:
-            ticket = locked[row.ticket_id]
-            inserted = await session.scalar(
+        inserted: set[tuple[uuid.UUID, str]] = set()
+        if due:
+            returned = await session.execute(
                 insert(SlaFiring)
                 .values(
-                    id=uuid.uuid4(),
-                    clock_id=row.id,
-                    ticket_id=row.ticket_id,
-                    key=crossing.threshold.key,
-                    cycle=CYCLE,
-                    instant=crossing.at,
-                    fired_at=now,
+                    [
+                        {
+                            "id": uuid.uuid4(),
+                            "clock_id": row.id,
+                            "ticket_id": row.ticket_id,
+                            "key": crossing.threshold.key,
+                            "cycle": CYCLE,
+                            "instant": crossing.at,
+                            "fired_at": now,
+                        }
+                        for crossing, row in due
+                    ]
                 )
                 .on_conflict_do_nothing(index_elements=["clock_id", "key", "cycle"])
-                .returning(col(SlaFiring.id))
+                .returning(col(SlaFiring.clock_id), col(SlaFiring.key))
             )
+            inserted = {(clock_id, key) for clock_id, key in returned}
+        for crossing, row in due:
             fired.setdefault(row.id, set()).add(crossing.threshold.key)
-            if inserted is None:  # fired already (cannot happen under the row lock)
-                continue
+            if (row.id, crossing.threshold.key) not in inserted:
+                continue  # fired already (cannot happen under the row lock)
             result.fired += 1
-            await self._announce(session, ticket, row, crossing, now, result)
+            await self._announce(
+                session, locked[row.ticket_id], row, crossing, now, result, context
+            )
         for row in rows:
             pending = sla.next_threshold(
-                clock_store.to_domain(row), fired.get(row.id, set()), cals.of(row)
+                clock_store.to_domain(row), fired.get(row.id, set()), context.cals.of(row)
             )
             row.next_check_at = pending.at if pending is not None else None
         await session.flush()
+        if result.fired:
+            await outbox.notify(session)
 
     async def _announce(
         self,
@@ -313,7 +327,9 @@ class TimerLoop:
         crossing: Crossing,
         now: datetime,
         result: RoundResult,
+        context: tickets.PayloadContext,
     ) -> None:
+        """The events of one firing (added to the session, not flushed: see ``_fire``)."""
         breach = crossing.threshold.kind is ThresholdKind.BREACH
         threshold = threshold_json(row.metric, crossing)
         await tickets.record(
@@ -325,6 +341,7 @@ class TimerLoop:
             now=now,
             public=False,
             data=threshold,
+            context=context,
         )
         await tickets.emit(
             session,
@@ -332,6 +349,7 @@ class TimerLoop:
             "sla.breached" if breach else "sla.warning",
             occurred_at=crossing.at,
             now=now,
+            context=context,
             threshold=threshold,
         )
         to_tier = _escalate_to(row) if breach else None
@@ -356,6 +374,7 @@ class TimerLoop:
                 "threshold": threshold,
             },
             outbox_type="ticket.escalated",
+            context=context,
         )
 
     # ---------------------------------------------------------------------- auto-close
