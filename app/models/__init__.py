@@ -2,6 +2,7 @@
 
 from app.models.api_key import ApiKey
 from app.models.base import Entity, metadata
+from app.models.billing import TicketAuthorization, Worklog
 from app.models.calendar import CalendarRow
 from app.models.contract import Contract
 from app.models.directory import Agent, Contact, Organization
@@ -24,9 +25,11 @@ __all__ = [
     "SlaClock",
     "SlaFiring",
     "Ticket",
+    "TicketAuthorization",
     "TicketEvent",
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookSubscription",
+    "Worklog",
     "metadata",
 ]

@@ -103,6 +103,8 @@ class Ticket(Entity, table=True):
     )
     vendor: str | None = Field(default=None, max_length=200)
     vendor_case_ref: str | None = Field(default=None, max_length=200)
+    # Seed 004: the budgeted minutes; passing it needs the customer's authorization.
+    estimate_minutes: int | None = Field(default=None, sa_type=Integer)
     # Earliest due instant among running timed clocks (derived; kept for sorting/filters).
     next_due_at: datetime | None = timestamptz(nullable=True, default=None)
     last_event_at: datetime = timestamptz()
