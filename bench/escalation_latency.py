@@ -322,9 +322,9 @@ SELECT md5('c' || g)::uuid, md5('t' || g)::uuid, 'resolution', '{}', 600, '24x7'
        md5('cal')::uuid, CAST(:start AS timestamptz) - g * interval '1 second',
        CAST(:start AS timestamptz) - g * interval '1 second',
        CAST(:start AS timestamptz) - g * interval '1 second', 0, '[]', '[]',
-       CAST(:start AS timestamptz) + interval '10 hours' - g * interval '1 second',
+       CAST(:start AS timestamptz) + interval '1 hour' + g * interval '1 second',
        CASE WHEN g <= :due THEN CAST(:start AS timestamptz) - interval '1 second'
-            ELSE CAST(:start AS timestamptz) + interval '10 hours' - g * interval '1 second' END
+            ELSE CAST(:start AS timestamptz) + interval '1 hour' + g * interval '1 second' END
 FROM generate_series(1, :n) g;
 ANALYZE;
 """
@@ -378,9 +378,11 @@ if __name__ == "__main__":
     parser.add_argument("--window", type=float, help="seconds the instants spread over")
     parser.add_argument("--clocks", type=int, help="open clocks for the claim plan")
     parser.add_argument("--workers", type=int, default=8, help="concurrent intake requests")
+    parser.add_argument("--claim-only", action="store_true", help="only the claim query plan")
     args = parser.parse_args()
     n = args.tickets or (500 if args.smoke else 10_000)
     window = args.window or (10.0 if args.smoke else 60.0)
     clocks = args.clocks or (20_000 if args.smoke else 1_000_000)
-    asyncio.run(latency(n, window, args.workers))
+    if not args.claim_only:
+        asyncio.run(latency(n, window, args.workers))
     asyncio.run(claim_plan(clocks, due=1_000, batch=200))
