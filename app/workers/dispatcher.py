@@ -120,7 +120,7 @@ class DispatcherConfig:
     retry_after_cap: timedelta = DEFAULT_RETRY_AFTER_CAP
     lease_margin: float = 30.0  # lease = timeout + margin; also how long a record is retried
     max_in_flight: int = 64
-    # A slow receiver holds at most this many of the slots; a fast one gets ~1,000/s.
+    # A slow receiver holds at most this many of the slots.
     per_subscription: int = 16
     claim_batch: int = 64
     fanout_batch: int = 500
@@ -314,7 +314,11 @@ class Dispatcher:
         if fan_out:
             self._outbox_moved = False
             self._last_fan_out = time.monotonic()
-            fan = await self._fan_out(now)
+            try:
+                fan = await self._fan_out(now)
+            except BaseException:
+                self._outbox_moved = True  # not done: the next round tries again
+                raise
             self._outbox_moved = self._outbox_moved or fan.more or fan.blocked
         capacity = self.config.max_in_flight - len(self._tasks)
         again = fan.more
