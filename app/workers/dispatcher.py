@@ -223,6 +223,10 @@ class Dispatcher:
         self._in_flight: Counter[uuid.UUID] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
         self._unrecorded: dict[uuid.UUID, uuid.UUID] = {}  # delivery id -> lease token
+        # Finished sends waiting to be recorded: one transaction records all that finished
+        # while the previous one ran (group commit), not one transaction per send.
+        self._to_record: list[tuple[Job, Result, asyncio.Future[None]]] = []
+        self._recorder: asyncio.Task[None] | None = None
         self._gap: _Gap | None = None
         self._client: httpx.AsyncClient | None = None
 
@@ -284,6 +288,9 @@ class Dispatcher:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._recorder is not None:
+            self._recorder.cancel()
+            await asyncio.gather(self._recorder, return_exceptions=True)
         tokens = dict(self._unrecorded)
         if not tokens:
             return
@@ -635,7 +642,7 @@ class Dispatcher:
         pause = 0.05
         while True:
             try:
-                await self._record_once(job, result)
+                await self._record_grouped(job, result)
                 break
             except Exception:
                 if time.monotonic() + pause > deadline:
@@ -651,101 +658,174 @@ class Dispatcher:
         if self._unrecorded.get(job.delivery_id) == job.token:
             del self._unrecorded[job.delivery_id]
 
-    async def _record_once(self, job: Job, result: Result) -> None:
-        now = self.clock()
-        async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    select(
-                        DELIVERIES.c.attempt_count, DELIVERIES.c.lease_token, DELIVERIES.c.status
-                    )
-                    .where(DELIVERIES.c.id == job.delivery_id)
-                    .with_for_update()
-                )
-            ).one_or_none()
-            if row is None:  # deleted with its subscription meanwhile
-                return
-            number = row.attempt_count + 1
-            succeeded = result.status_code is not None and 200 <= result.status_code <= 299
-            inserted = (
-                await conn.execute(
-                    insert(ATTEMPTS)
-                    .values(
-                        id=result.attempt_id,
-                        delivery_id=job.delivery_id,
-                        number=number,
-                        trigger="redeliver" if job.redeliver else "schedule",
-                        started_at=result.started_at,
-                        duration_ms=result.duration_ms,
-                        status_code=result.status_code,
-                        outcome=SUCCEEDED if succeeded else FAILED,
-                        error=result.error,
-                        response_excerpt=result.excerpt,
-                    )
-                    .on_conflict_do_nothing(index_elements=["id"])
-                    .returning(ATTEMPTS.c.id)
-                )
-            ).scalar_one_or_none()
-            if inserted is None:  # recorded already; the acknowledgement was lost
-                return
-            values: dict[str, Any] = {
-                "attempt_count": number,
-                "last_attempt_at": result.started_at,
-                "last_status_code": result.status_code,
-                "last_error": result.error,
-            }
-            owner = row.lease_token == job.token
-            finished = False
-            if owner:
-                step = next_step(
-                    status_code=result.status_code,
-                    attempts_made=number,
-                    now=now,
-                    retry_after=result.retry_after,
-                    schedule=self.config.schedule,
-                    jitter=self.config.jitter,
-                    u=self.rng.random(),
-                    retry_after_cap=self.config.retry_after_cap,
-                )
-                values |= {
-                    "locked_until": None,
-                    "lease_token": None,
-                    "redeliver_requested_at": None,
-                }
-                if step.outcome is Outcome.RETRY:
-                    values["next_attempt_at"] = step.next_attempt_at
-                else:
-                    finished = True
-                    values |= {
-                        "status": SUCCEEDED if step.outcome is Outcome.SUCCEEDED else FAILED,
-                        "completed_at": now,
-                        "next_attempt_at": None,
-                    }
-                    if step.outcome is Outcome.FAILED:
-                        values["last_error"] = f"{result.error}; retries exhausted"
-                if step.outcome is Outcome.GONE:
-                    await self._disable(conn, job, now)
-            await conn.execute(
-                update(DELIVERIES).where(DELIVERIES.c.id == job.delivery_id).values(**values)
+    async def _record_grouped(self, job: Job, result: Result) -> None:
+        """Record with whatever else finished meanwhile; raises if that transaction failed."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._to_record.append((job, result, done))
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(
+                self._drain_records(), name=f"sladesk-{self.name}-record"
             )
-            if finished and job.ticket_id is not None:
-                # The next delivery of this ticket (if any waits) may go now, perhaps from
-                # another process: tell them.
-                await conn.execute(
-                    text(
-                        "SELECT pg_notify(:channel, '') WHERE EXISTS (SELECT 1 FROM "
-                        "webhook_deliveries d WHERE d.subscription_id = :subscription "
-                        "AND d.ticket_id = :ticket AND d.status = :pending AND d.event_seq > "
-                        "(SELECT event_seq FROM webhook_deliveries WHERE id = :delivery))"
-                    ),
-                    {
-                        "channel": OUTBOX_CHANNEL,
-                        "subscription": job.subscription_id,
-                        "ticket": job.ticket_id,
-                        "pending": PENDING,
-                        "delivery": job.delivery_id,
-                    },
+        await done
+
+    async def _drain_records(self) -> None:
+        while self._to_record:
+            batch, self._to_record = self._to_record, []
+            try:
+                await self._record_batch([(job, result) for job, result, _ in batch])
+            except Exception as exc:
+                if len(batch) == 1:
+                    if not batch[0][2].done():
+                        batch[0][2].set_exception(exc)
+                    continue
+                # One bad entry must not fail the others: record them one by one.
+                for job, result, done in batch:
+                    try:
+                        await self._record_batch([(job, result)])
+                    except Exception as single:
+                        if not done.done():
+                            done.set_exception(single)
+                    else:
+                        if not done.done():
+                            done.set_result(None)
+                continue
+            for _, _, done in batch:
+                if not done.done():
+                    done.set_result(None)
+
+    async def _record_once(self, job: Job, result: Result) -> None:
+        await self._record_batch([(job, result)])
+
+    async def _record_batch(self, items: Sequence[tuple[Job, Result]]) -> None:
+        now = self.clock()
+        logs: list[tuple[Job, Result, bool, int]] = []
+        async with self.engine.begin() as conn:
+            ids = sorted({job.delivery_id for job, _ in items})
+            rows = {
+                r.id: r
+                for r in (
+                    await conn.execute(
+                        select(
+                            DELIVERIES.c.id,
+                            DELIVERIES.c.attempt_count,
+                            DELIVERIES.c.lease_token,
+                            DELIVERIES.c.status,
+                        )
+                        .where(DELIVERIES.c.id.in_(ids))
+                        .order_by(DELIVERIES.c.id)
+                        .with_for_update()
+                    )
+                ).all()
+            }
+            counts = {i: r.attempt_count for i, r in rows.items()}
+            for job, result in items:
+                row = rows.get(job.delivery_id)
+                if row is None:  # deleted with its subscription meanwhile
+                    continue
+                succeeded = await self._apply_attempt(
+                    conn, job, result, counts[row.id], row.lease_token, now
                 )
+                if succeeded is not None:
+                    counts[row.id] += 1
+                    logs.append((job, result, succeeded, counts[row.id]))
+        for job, result, succeeded, number in logs:
+            self._log_attempt(job, result, succeeded, number)
+
+    async def _apply_attempt(
+        self,
+        conn: AsyncConnection,
+        job: Job,
+        result: Result,
+        attempt_count: int,
+        lease_token: uuid.UUID | None,
+        now: datetime,
+    ) -> bool | None:
+        """Write one attempt and its delivery's next state; whether it succeeded (None:
+        recorded already)."""
+        number = attempt_count + 1
+        succeeded = result.status_code is not None and 200 <= result.status_code <= 299
+        inserted = (
+            await conn.execute(
+                insert(ATTEMPTS)
+                .values(
+                    id=result.attempt_id,
+                    delivery_id=job.delivery_id,
+                    number=number,
+                    trigger="redeliver" if job.redeliver else "schedule",
+                    started_at=result.started_at,
+                    duration_ms=result.duration_ms,
+                    status_code=result.status_code,
+                    outcome=SUCCEEDED if succeeded else FAILED,
+                    error=result.error,
+                    response_excerpt=result.excerpt,
+                )
+                .on_conflict_do_nothing(index_elements=["id"])
+                .returning(ATTEMPTS.c.id)
+            )
+        ).scalar_one_or_none()
+        if inserted is None:  # recorded already; the acknowledgement was lost
+            return None
+        values: dict[str, Any] = {
+            "attempt_count": number,
+            "last_attempt_at": result.started_at,
+            "last_status_code": result.status_code,
+            "last_error": result.error,
+        }
+        owner = lease_token == job.token
+        finished = False
+        if owner:
+            step = next_step(
+                status_code=result.status_code,
+                attempts_made=number,
+                now=now,
+                retry_after=result.retry_after,
+                schedule=self.config.schedule,
+                jitter=self.config.jitter,
+                u=self.rng.random(),
+                retry_after_cap=self.config.retry_after_cap,
+            )
+            values |= {
+                "locked_until": None,
+                "lease_token": None,
+                "redeliver_requested_at": None,
+            }
+            if step.outcome is Outcome.RETRY:
+                values["next_attempt_at"] = step.next_attempt_at
+            else:
+                finished = True
+                values |= {
+                    "status": SUCCEEDED if step.outcome is Outcome.SUCCEEDED else FAILED,
+                    "completed_at": now,
+                    "next_attempt_at": None,
+                }
+                if step.outcome is Outcome.FAILED:
+                    values["last_error"] = f"{result.error}; retries exhausted"
+            if step.outcome is Outcome.GONE:
+                await self._disable(conn, job, now)
+        await conn.execute(
+            update(DELIVERIES).where(DELIVERIES.c.id == job.delivery_id).values(**values)
+        )
+        if finished and job.ticket_id is not None:
+            # The next delivery of this ticket (if any waits) may go now, perhaps from
+            # another process: tell them.
+            await conn.execute(
+                text(
+                    "SELECT pg_notify(:channel, '') WHERE EXISTS (SELECT 1 FROM "
+                    "webhook_deliveries d WHERE d.subscription_id = :subscription "
+                    "AND d.ticket_id = :ticket AND d.status = :pending AND d.event_seq > "
+                    "(SELECT event_seq FROM webhook_deliveries WHERE id = :delivery))"
+                ),
+                {
+                    "channel": OUTBOX_CHANNEL,
+                    "subscription": job.subscription_id,
+                    "ticket": job.ticket_id,
+                    "pending": PENDING,
+                    "delivery": job.delivery_id,
+                },
+            )
+        return succeeded
+
+    def _log_attempt(self, job: Job, result: Result, succeeded: bool, number: int) -> None:
         log = logger.info if succeeded else logger.warning
         log(
             "webhook attempt %s",
