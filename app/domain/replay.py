@@ -19,8 +19,8 @@ Decisions
 ---------
 * Statuses do not depend on the plan, so the replayed status follows the real one;
   only the clocks differ (targets, calendar, `pause_on`).
-* Ignored kinds: `created` (intake is the start), `noted`-like events that change no
-  clock still go through the lifecycle; the timer's own events (`sla_warning`,
+* Every action kind goes through the lifecycle (a `noted` changes nothing). Ignored
+  kinds: `created` (intake is the start), the timer's own events (`sla_warning`,
   `sla_breached`, and `escalated` by the system: a tier change, never a status change),
   `edited`, `auto_close_*`, `sla_recomputed` and any kind this module does not know.
   The auto-close itself is a `closed` event and is replayed like any close.
