@@ -570,9 +570,10 @@ async def simulate(
         }
         for ticket in tickets:
             events = timelines.get(ticket.id, [])
-            created: dict[str, Any] = (
-                next((e.data for e in events if e.kind == "created"), None) or {}
+            first: dict[str, Any] | None = next(
+                (e.data for e in events if e.kind == "created"), None
             )
+            created = first or {}
             facts = TicketFacts(
                 received_at=ticket.received_at,
                 channel=Channel(created.get("channel", ticket.channel)),
