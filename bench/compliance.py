@@ -72,8 +72,8 @@ SELECT md5('contact' || g)::uuid, md5('org' || g)::uuid, 'C' || g, 'c' || g || '
 FROM generate_series(1, 200) g;
 CREATE TEMP TABLE bench_rows AS
 SELECT g, CAST(:start AS timestamptz) - g * (interval '365 days' / :n) AS at,
-       (interval '1 minute') * (5 + (g * 7919) % 80) AS answered,
-       (interval '1 minute') * (60 + (g * 104729) % 600) AS resolved,
+       (interval '1 minute') * (5 + (g::bigint * 7919) % 80) AS answered,
+       (interval '1 minute') * (60 + (g::bigint * 104729) % 600) AS resolved,
        g % 4 <> 0 AS done
 FROM generate_series(1, :n) g;
 INSERT INTO tickets (
