@@ -122,7 +122,7 @@ ANALYZE;
 
 async def main(n: int, repeat: int) -> None:
     async with fresh_database() as url:
-        engine = make_engine(url, Settings(database_url=url))
+        engine = make_engine(url, Settings(database_url=url, db_statement_timeout_ms=0))
         cal, plan, premium = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
         snapshot = {
             "plan": {"id": str(plan), "code": "bench", "name": "Bench", "version": 1},
