@@ -30,6 +30,7 @@ from app.routers import (
     health,
     organizations,
     plans,
+    reports,
     tickets,
     webhooks,
 )
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         entitlement.router,
         tickets.router,
         webhooks.router,
+        reports.router,
     ):
         app.include_router(router)
     webhooks.document_webhooks(app)
