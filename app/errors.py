@@ -32,7 +32,13 @@ class AppError(Exception):
     slug: str = "internal-error"
     title: str = "Internal server error"
 
+    # RFC 9457 members an extension may not replace (a problem's `status` is the HTTP one).
+    RESERVED = frozenset({"type", "title", "status", "detail", "instance"})
+
     def __init__(self, detail: str, **extra: Any) -> None:
+        clash = self.RESERVED & extra.keys()
+        if clash:
+            raise ValueError(f"problem extension members {sorted(clash)} are reserved")
         super().__init__(detail)
         self.detail = detail
         self.extra = extra
@@ -111,6 +117,25 @@ class EntitlementDenied(ValidationFailed):
 
     def __init__(self, detail: str, reasons: list[str]) -> None:
         super().__init__(detail, reasons=reasons)
+
+
+class AfterHoursNotAllowed(ValidationFailed):
+    """A work log entry falls (partly) outside the plan's hours, which the plan does not
+    allow to be worked (seed 004: after-hours work is requested in advance)."""
+
+    slug, title = "after-hours-not-allowed", "After-hours work is not allowed by the plan"
+
+
+class AuthorizationPending(Conflict):
+    """Billable time waits for the customer's decision on a pending authorization."""
+
+    slug, title = "authorization-pending", "Waiting for the customer's authorization"
+
+
+class AuthorizationDeclined(Conflict):
+    """The customer declined more time than the estimate."""
+
+    slug, title = "authorization-declined", "The customer declined more time"
 
 
 class ServiceUnavailable(AppError):

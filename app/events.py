@@ -117,6 +117,20 @@ _ACTOR = {
     "contact_id": None,
 }
 _SYSTEM = {"role": "system"}
+_CUSTOMER = {
+    "role": "customer",
+    "api_key_id": "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
+    "agent_id": None,
+    "contact_id": "a3b4c5d6-e7f8-4091-a2b3-c4d5e6f70812",
+}
+_AUTHORIZATION = {
+    "id": "e5f6a7b8-c9d0-4e1f-a2b3-c4d5e6f7a8b9",
+    "status": "pending",
+    "charged_minutes": 255,
+    "estimate_minutes": 240,
+    "approved_estimate_minutes": None,
+    "requested_at": "2026-03-06T18:10:00+00:00",
+}
 _WHEN = "2026-03-06T17:45:00+00:00"
 
 
@@ -309,12 +323,7 @@ _TYPES = [
         _recorded(
             "customer_replied",
             _ticket(status="in_progress"),
-            actor={
-                "role": "customer",
-                "api_key_id": "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
-                "agent_id": None,
-                "contact_id": "a3b4c5d6-e7f8-4091-a2b3-c4d5e6f70812",
-            },
+            actor=_CUSTOMER,
         ),
     ),
     EventType(
@@ -377,16 +386,49 @@ _TYPES = [
     EventType(
         "authorization.required",
         "Work on a ticket needs the customer's authorization",
-        "The estimate exceeds what the contract covers (e.g. its hour budget); work waits for "
-        "an authorized contact's approval.",
+        "Seed 004: a billable entry took the ticket's charged time past its estimate. The "
+        "entry was recorded; further billable time waits until the customer approves a new "
+        "estimate or declines (`POST /v1/tickets/{id}/authorizations/{id}/approve`).",
         {
-            "ticket": _ticket(status="waiting_on_customer"),
+            "ticket": _ticket(status="in_progress"),
             "sla": _sla(),
             "authorization": {
-                "id": "e5f6a7b8-c9d0-4e1f-a2b3-c4d5e6f7a8b9",
-                "estimate_minutes": 240,
-                "reason": "Estimate exceeds the remaining contract hours (90 minutes left).",
-                "requested_at": "2026-03-06T18:10:00Z",
+                **_AUTHORIZATION,
+                "reason": "255 minutes are charged, past the estimate of 240: further "
+                "billable time waits for the customer.",
+            },
+        },
+    ),
+    EventType(
+        "authorization.approved",
+        "The customer authorized more time",
+        "`authorization.approved_estimate_minutes` is the ticket's new estimate; billable "
+        "time can be logged again up to it. `decided_by` is the customer's key, or the "
+        "agent who recorded the customer's e-mail (cited in `note`).",
+        {
+            "ticket": _ticket(status="in_progress"),
+            "sla": _sla(),
+            "authorization": {
+                **_AUTHORIZATION,
+                "status": "approved",
+                "approved_estimate_minutes": 480,
+                "decided_by": _CUSTOMER,
+                "note": None,
+            },
+        },
+    ),
+    EventType(
+        "authorization.declined",
+        "The customer declined more time",
+        "The estimate stays; billable entries that would pass it are refused.",
+        {
+            "ticket": _ticket(status="in_progress"),
+            "sla": _sla(),
+            "authorization": {
+                **_AUTHORIZATION,
+                "status": "declined",
+                "decided_by": {**_ACTOR, "role": "agent"},
+                "note": "Customer's e-mail of 2026-03-06 18:30: no further hours.",
             },
         },
     ),

@@ -24,6 +24,7 @@ from app.openapi import install_openapi
 from app.routers import (
     agents,
     api_keys,
+    billing,
     calendars,
     contracts,
     entitlement,
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         contracts.router,
         entitlement.router,
         tickets.router,
+        billing.router,
         webhooks.router,
         reports.router,
     ):

@@ -36,7 +36,8 @@ async def _other_org_resources(admin: httpx.AsyncClient) -> dict[str, str]:
     other = await create_org(admin)
     contact = await create_contact(admin, other["id"])
     calendar = await create_calendar(admin)
-    plan = await create_plan(admin, calendar["id"])
+    # After hours allowed: the follow-up below is logged now, whatever the hour.
+    plan = await create_plan(admin, calendar["id"], billing={"after_hours": {"allowed": True}})
     contract = await create_contract(admin, other["id"], plan["id"])
     ticket = await admin.post(
         "/v1/tickets",
@@ -46,13 +47,21 @@ async def _other_org_resources(admin: httpx.AsyncClient) -> dict[str, str]:
         },
     )  # fmt: skip
     assert ticket.status_code == 201, ticket.text
+    ticket_id = ticket.json()["id"]
+    # An estimate of 0 and a follow-up: the ticket has a pending authorization.
+    estimate = await admin.put(f"/v1/tickets/{ticket_id}/estimate", json={"minutes": 0})
+    assert estimate.status_code == 200, estimate.text
+    logged = await admin.post(f"/v1/tickets/{ticket_id}/worklogs", json={"kind": "follow_up"})
+    assert logged.status_code == 201, logged.text
+    pending = (await admin.get(f"/v1/tickets/{ticket_id}/estimate")).json()
     return {
         "organization_id": other["id"],
         "contact_id": contact["id"],
         "calendar_id": calendar["id"],
         "plan_id": plan["id"],
         "contract_id": contract["id"],
-        "ticket_id": ticket.json()["id"],
+        "ticket_id": ticket_id,
+        "authorization_id": pending["pending_authorization"]["id"],
     }
 
 
@@ -70,6 +79,8 @@ _ACTION_BODIES: dict[str, dict[str, Any]] = {
 
 
 def _valid_body(path: str) -> dict[str, Any]:
+    if path.endswith("/approve"):
+        return {"estimate_minutes": 600}
     if "/actions/" in path:
         return _ACTION_BODIES.get(path.rsplit("/", 1)[1], {"body": "x"})
     return {}

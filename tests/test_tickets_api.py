@@ -178,7 +178,9 @@ async def test_actions_not_allowed_name_status_and_alternatives(admin: httpx.Asy
     t = await open_ticket(admin, desk)
     refused = await admin.post(f"/v1/tickets/{t['id']}/actions/confirm", json={})
     problem = refused.json()
-    assert refused.status_code == 409 and problem["status"] == "new"
+    # RFC 9457: `status` is the HTTP status; the ticket's is `ticket_status`.
+    assert refused.status_code == 409 and problem["status"] == 409
+    assert problem["ticket_status"] == "new"
     assert "assign" in problem["allowed_actions"] and "confirm" not in problem["allowed_actions"]
     assert "confirm is not allowed while the ticket is new" in problem["detail"]
     unknown = await admin.post(f"/v1/tickets/{t['id']}/actions/teleport", json={})

@@ -24,11 +24,20 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
+from typing import Protocol
 
-from app.domain.calendar import Calendar
 from app.domain.entitlement import Billing
 
 _MICROS_PER_MINUTE = 60_000_000
+
+
+class OpenHours(Protocol):
+    """What charging needs of a calendar: app.domain.calendar.Calendar, or
+    app.domain.sla.ALWAYS_OPEN for a ticket taken under no plan."""
+
+    def is_open(self, t: datetime) -> bool: ...
+
+    def between(self, a: datetime, b: datetime) -> timedelta: ...
 
 
 class EntryKind(StrEnum):
@@ -80,7 +89,7 @@ def charge(
     consultants: int,
     occurred_at: datetime,
     rules: Billing,
-    calendar: Calendar,
+    calendar: OpenHours,
 ) -> Charge:
     """The charge of one entry; raises ``AfterHoursNotAllowed`` when it has after-hours
     time and the plan does not allow it. ``minutes`` >= 0 and ``consultants`` >= 1."""

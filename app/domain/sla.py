@@ -190,6 +190,9 @@ class AlwaysOpen:
     def between(self, a: datetime, b: datetime) -> timedelta:
         return max(b - a, _ZERO)
 
+    def is_open(self, t: datetime) -> bool:
+        return True
+
 
 ALWAYS_OPEN = AlwaysOpen()
 

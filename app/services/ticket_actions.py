@@ -40,7 +40,7 @@ from app.schemas.tickets import (
 )
 from app.security import Principal
 from app.services import clocks as clock_store
-from app.services import tickets
+from app.services import tickets, worklogs
 from app.services.plan_terms import TicketTerms
 
 # What each action is called on the timeline, and the outbox event it writes (if any).
@@ -161,7 +161,7 @@ async def apply(
 
     kind, outbox_type = _KIND[action]
     message = getattr(body, "body", None)
-    await tickets.record(
+    event = await tickets.record(
         session,
         ticket,
         principal,
@@ -172,6 +172,9 @@ async def apply(
         public=action is not Action.NOTE,
         data=work.data,
         outbox_type=outbox_type,
+    )
+    await worklogs.follow_up(
+        session, ticket, principal, action, event.id, occurred=occurred, now=now
     )
     if old_status != ticket.status:
         await tickets.emit(
@@ -236,7 +239,7 @@ def _not_allowed(exc: ActionNotAllowed, ticket: Ticket, principal: Principal | N
         return Conflict(
             "This ticket was closed for lack of response and cannot be reopened (seed 004): "
             f"open a new ticket with follows_up_ticket_id={ticket.id}.",
-            status=ticket.status,
+            ticket_status=ticket.status,
             close_reason=ticket.close_reason,
             allowed_actions=allowed,
             follows_up_ticket_id=str(ticket.id),
@@ -244,7 +247,7 @@ def _not_allowed(exc: ActionNotAllowed, ticket: Ticket, principal: Principal | N
     return Conflict(
         f"{exc.action.value} is not allowed while the ticket is {exc.status.value}; "
         f"allowed: {', '.join(allowed) or 'none'}.",
-        status=exc.status.value,
+        ticket_status=exc.status.value,
         allowed_actions=allowed,
     )
 

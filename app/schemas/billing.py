@@ -1,0 +1,148 @@
+"""Charged time on the wire: work log entries, estimates, authorizations, contract usage."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import Field, StringConstraints
+
+from app.domain.billing import EntryKind
+from app.schemas.common import Instant, ReadModel, StrictModel
+
+# A single entry covers at most a day: longer work is logged day by day, which is also
+# how after-hours time is told apart.
+MAX_ENTRY_MINUTES = 24 * 60
+MAX_CONSULTANTS = 50
+MAX_ESTIMATE_MINUTES = 1_000_000
+
+Note = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+
+
+class WorklogCreate(StrictModel):
+    kind: EntryKind = Field(
+        description="`follow_up` (charged the plan's follow-up minutes, 15 by default, "
+        "whatever its length), `session` (minutes x consultants) or `work` (minutes)"
+    )
+    minutes: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_ENTRY_MINUTES,
+        description="length as worked; required for `session` and `work`",
+    )
+    consultants: int = Field(
+        default=1, ge=1, le=MAX_CONSULTANTS, description="consultants in a `session`"
+    )
+    occurred_at: Instant | None = Field(
+        default=None,
+        description="when it started (default now; never in the future, never before the "
+        "ticket was received)",
+    )
+    agent_id: uuid.UUID | None = Field(
+        default=None, description="who did it (default: the key's agent)"
+    )
+    note: Note | None = Field(default=None, description="internal; never shown to customers")
+    billable: bool = Field(default=True, description="false: recorded, charged nothing")
+
+
+class WorklogRead(ReadModel):
+    id: uuid.UUID
+    ticket_id: uuid.UUID
+    contract_id: uuid.UUID | None
+    kind: EntryKind
+    source: str = Field(description="`manual`, or `auto` (written by a ticket action)")
+    agent_id: uuid.UUID | None
+    occurred_at: datetime
+    minutes: int = Field(description="length as entered (a follow-up's charge ignores it)")
+    consultants: int
+    after_hours_minutes: int = Field(description="minutes outside the plan's hours")
+    multiplier: float = Field(description="applied to the after-hours minutes")
+    charged_minutes: int = Field(description="0 when not billable")
+    billable: bool
+    unbilled_reason: str | None = Field(
+        description="why an automatic follow-up was not billed: `after_hours_not_allowed`, "
+        "`authorization_pending`, `authorization_declined`; `not_billable` when entered so"
+    )
+    event_id: uuid.UUID | None = Field(description="the timeline event that wrote it (auto)")
+    note: str | None
+    created_at: datetime
+
+
+class EstimateUpdate(StrictModel):
+    minutes: int | None = Field(
+        ge=0,
+        le=MAX_ESTIMATE_MINUTES,
+        description="charged minutes the solution is expected to take; null removes it",
+    )
+
+
+class AuthorizationRead(ReadModel):
+    id: uuid.UUID
+    ticket_id: uuid.UUID
+    status: str = Field(description="`pending`, `approved` or `declined`")
+    requested_at: datetime
+    charged_minutes: int = Field(description="the ticket's charged minutes when requested")
+    estimate_minutes: int | None = Field(description="the estimate that was passed")
+    approved_estimate_minutes: int | None
+    decided_by: dict[str, Any] | None
+    decided_at: datetime | None
+    note: str | None
+
+
+class EstimateRead(StrictModel):
+    ticket_id: uuid.UUID
+    estimate_minutes: int | None
+    charged_minutes: int = Field(description="billable minutes charged on the ticket so far")
+    remaining_minutes: int | None = Field(description="estimate - charged (may be negative)")
+    pending_authorization: AuthorizationRead | None
+
+
+class ApproveBody(StrictModel):
+    estimate_minutes: int = Field(
+        ge=1,
+        le=MAX_ESTIMATE_MINUTES,
+        description="the new estimate the customer authorizes (at least what is charged)",
+    )
+    note: Note | None = Field(
+        default=None,
+        description="required for staff keys: the customer's e-mail that authorizes it",
+    )
+
+
+class DeclineBody(StrictModel):
+    note: Note | None = Field(
+        default=None, description="required for staff keys: the customer's e-mail"
+    )
+
+
+class ContractUsage(StrictModel):
+    contract_id: uuid.UUID
+    hours_budget: float | None
+    used_minutes: int = Field(description="billable charged minutes on the contract's tickets")
+    used_hours: float
+    remaining_hours: float | None = Field(description="null without a budget; never below 0")
+    overage_hours: float = Field(description="hours charged past the budget")
+    entries: int
+
+
+WORKLOG_EXAMPLES: dict[str, Any] = {
+    "session": {
+        "summary": "A 2-hour session with 3 consultants (charged 6 hours)",
+        "value": {
+            "kind": "session",
+            "minutes": 120,
+            "consultants": 3,
+            "occurred_at": "2026-11-10T10:00:00-06:00",
+            "note": "Migration walkthrough with the customer's DBA",
+        },
+    },
+    "follow_up": {
+        "summary": "A follow-up e-mail (charged the plan's 15 minutes)",
+        "value": {"kind": "follow_up"},
+    },
+    "work": {
+        "summary": "An hour of work after hours (x 1.5 where the plan allows it)",
+        "value": {"kind": "work", "minutes": 60, "occurred_at": "2026-11-10T19:00:00-06:00"},
+    },
+}
