@@ -407,6 +407,67 @@ async def test_seed_004_specialized_support(desk: Desk) -> None:
     assert entitlement["billing"]["follow_up_minutes"] == 15
 
 
+async def test_seed_004_charged_time(desk: Desk) -> None:
+    """Seed 004's billing, on the shipped example: follow-ups, a session, after-hours
+    work, the estimate's authorization, and the contract's 40-hour budget."""
+    api, org = desk.api, desk.orgs["Specialized support demo client"]
+    ticket = await api.post(
+        "/v1/tickets",
+        json={
+            "organization_id": org, "contact_id": await desk.contact(
+                "Specialized support demo client", "ana@client.example.mx"),
+            "channel": "email", "severity": "high", "category": "technical",
+            "subject": "Payroll export fails", "received_at": "2026-11-09T09:00:00-06:00",
+        },
+    )  # fmt: skip
+    assert ticket.status_code == 201, ticket.text
+    t = ticket.json()["id"]
+    agent = (await api.post("/v1/agents", json={"name": "Eva", "email": "eva@desk.example"})).json()
+
+    async def act(action: str, at: str, **body: Any) -> None:
+        url = f"/v1/tickets/{t}/actions/{action}"
+        response = await api.post(url, json={"occurred_at": at, **body})
+        assert response.status_code == 200, response.text
+
+    async def log(expect: int = 201, **body: Any) -> Any:
+        response = await api.post(f"/v1/tickets/{t}/worklogs", json=body)
+        assert response.status_code == expect, response.text
+        return response.json()
+
+    # "Each follow-up carried out will be charged with a time of 15 minutes": a reply, an
+    # information request and a contact attempt are 3 x 15 = 45 minutes.
+    await act("assign", "2026-11-09T09:10:00-06:00", agent_id=agent["id"])
+    await act("reply", "2026-11-09T10:00:00-06:00", body="We are on it.")
+    await act("request_info", "2026-11-09T11:00:00-06:00", body="Which payroll period?")
+    await act("contact_attempt", "2026-11-09T15:00:00-06:00", channel="phone", body="No answer.")
+    # "The time will be multiplied by each consultant": 2 h x 3 consultants = 360 minutes.
+    session = await log(kind="session", minutes=120, consultants=3,
+                        occurred_at="2026-11-10T10:00:00-06:00")  # fmt: skip
+    # After 18:00 Mexico City time, at the plan's 1.5: one hour is 90 minutes.
+    late = await log(kind="work", minutes=60, occurred_at="2026-11-10T19:00:00-06:00")
+    assert (session["charged_minutes"], late["charged_minutes"]) == (360, 90)
+    estimate = (await api.get(f"/v1/tickets/{t}/estimate")).json()
+    assert estimate["charged_minutes"] == 45 + 360 + 90
+
+    # An estimate of 500: the next follow-up (495 + 15 = 510) needs the client's approval,
+    # and the entry after it waits for it.
+    assert (await api.put(f"/v1/tickets/{t}/estimate", json={"minutes": 500})).status_code == 200
+    await log(kind="follow_up", occurred_at="2026-11-11T09:00:00-06:00")
+    blocked = await log(409, kind="follow_up", occurred_at="2026-11-11T10:00:00-06:00")
+    assert blocked["type"].endswith("/authorization-pending")
+    pending = (await api.get(f"/v1/tickets/{t}/estimate")).json()["pending_authorization"]
+    approve = f"/v1/tickets/{t}/authorizations/{pending['id']}/approve"
+    approved = await api.post(approve, json={"estimate_minutes": 600, "note": "Ana's e-mail"})
+    assert approved.status_code == 200, approved.text
+    await log(kind="follow_up", occurred_at="2026-11-11T10:00:00-06:00")
+
+    # 525 minutes = 8.75 h of the contract's 40.
+    contract = (await api.get("/v1/contracts", params={"organization_id": org})).json()["items"]
+    usage = (await api.get(f"/v1/contracts/{contract[0]['id']}/usage")).json()
+    assert (usage["used_minutes"], usage["used_hours"]) == (525, 8.75)
+    assert (usage["remaining_hours"], usage["overage_hours"]) == (31.25, 0.0)
+
+
 # ------------------------------------------------------------------------- CLI
 
 
