@@ -41,7 +41,6 @@ loop: it backs off and tries again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import math
@@ -89,6 +88,7 @@ from app.models import metadata
 from app.services.netguard import AddressRefused, GuardedTransport
 from app.services.outbox import OUTBOX_CHANNEL
 from app.workers.listener import listen
+from app.workers.rounds import run_rounds
 
 logger = logging.getLogger("sladesk.webhooks")
 
@@ -258,28 +258,19 @@ class Dispatcher:
         self._wake.set()
 
     async def _loop(self, stop: asyncio.Event) -> None:
-        backoff = 0.0
-        while not stop.is_set():
-            self._wake.clear()
-            # A missed NOTIFY (listener reconnecting) is caught by the periodic fan-out.
-            stale = time.monotonic() - self._last_fan_out >= self.config.safety_recheck
-            try:
-                delay = await self.run_round(fan_out=self._outbox_moved or stale)
-                backoff = 0.0
-            except Exception:
-                backoff = min(max(backoff * 2, 0.1), self.config.error_backoff_max)
-                logger.warning(
-                    "webhook dispatch round failed; retrying in %.1f s",
-                    backoff,
-                    exc_info=True,
-                    extra={"worker": self.name},
-                )
-                delay = backoff
-            if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
-            else:
-                await asyncio.sleep(0)
+        await run_rounds(
+            stop,
+            self._wake,
+            self._round,
+            what="webhook dispatch",
+            worker=self.name,
+            backoff_max=self.config.error_backoff_max,
+        )
+
+    async def _round(self) -> float:
+        # A missed NOTIFY (listener reconnecting) is caught by the periodic fan-out.
+        stale = time.monotonic() - self._last_fan_out >= self.config.safety_recheck
+        return await self.run_round(fan_out=self._outbox_moved or stale)
 
     async def _shutdown(self) -> None:
         """Cancel sends in flight and free their leases, so another dispatcher (or this one

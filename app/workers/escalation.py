@@ -43,7 +43,6 @@ Decisions:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -68,6 +67,7 @@ from app.services import clocks as clock_store
 from app.services import outbox, ticket_actions, tickets
 from app.services.clocks import TIMER_CHANNEL
 from app.workers.listener import listen
+from app.workers.rounds import run_rounds
 
 logger = logging.getLogger("sladesk.timers")
 
@@ -164,28 +164,14 @@ class TimerLoop:
         self._wake.set()
 
     async def _loop(self, stop: asyncio.Event) -> None:
-        backoff = 0.0
-        while not stop.is_set():
-            # Cleared before the round reads the queue: a NOTIFY that arrives during the
-            # round wakes the sleep that follows it.
-            self._wake.clear()
-            try:
-                delay = await self.run_round()
-                backoff = 0.0
-            except Exception:
-                backoff = min(max(backoff * 2, 0.1), self.config.error_backoff_max)
-                logger.warning(
-                    "timer round failed; retrying in %.1f s",
-                    backoff,
-                    exc_info=True,
-                    extra={"worker": self.name},
-                )
-                delay = backoff
-            if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
-            else:
-                await asyncio.sleep(0)
+        await run_rounds(
+            stop,
+            self._wake,
+            self.run_round,
+            what="timer",
+            worker=self.name,
+            backoff_max=self.config.error_backoff_max,
+        )
 
     async def run_round(self) -> float:
         """Fire what is due (one batch of clocks, one of auto-closes); the seconds to
