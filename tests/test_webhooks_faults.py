@@ -314,3 +314,37 @@ async def test_events_committed_out_of_order_are_delivered_in_order(
         await eventually(lambda: all_settled(db, 2 if outcome == "commit" else 1), what="delivered")
     arrived = [r.json["data"]["n"] for r in receiver.requests]
     assert arrived == ([1, 2] if outcome == "commit" else [2])
+
+
+class _GroupFailing(Dispatcher):
+    """Every transaction recording more than one finished send fails, as if one entry of
+    the group broke it: the dispatcher must fall back to recording them one by one."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.failed_groups = 0
+        self.singles = 0
+
+    async def _record_batch(self, items: Any) -> None:
+        if len(items) > 1:
+            self.failed_groups += 1
+            raise RuntimeError("the group's transaction failed")
+        self.singles += 1
+        await super()._record_batch(items)
+
+
+async def test_a_failed_group_commit_records_each_send_one_by_one(
+    db: AsyncEngine, admin: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    await subscribe(admin, receiver.url())
+    # Ticketless events are sent in parallel, so sends finish while others are recorded.
+    events = plan(tickets=0, per_ticket=0, ticketless=120)
+    ids = await emit_events(db, events)
+    dispatcher = _GroupFailing(db, config())
+    async with running(dispatcher):
+        await eventually(lambda: all_settled(db, len(events)), what="all recorded")
+    assert dispatcher.failed_groups > 0, "no group was ever recorded together"
+    # Each send was recorded (one by one), so none was sent again after its lease.
+    assert_complete_and_ordered(receiver.requests, events, ids, exact=True)
+    assert dispatcher.singles == len(events)
+    assert await scalar(db, "SELECT max(attempt_count) FROM webhook_deliveries") == 1
