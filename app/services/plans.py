@@ -334,18 +334,21 @@ async def _requires_graph(session: AsyncSession) -> dict[str, str | None]:
 # ------------------------------------------------------------------------ writing
 
 
-async def create_plan(session: AsyncSession, data: PlanCreate, *, now: datetime) -> Plan:
+async def unsaved_plan(session: AsyncSession, data: PlanCreate, *, now: datetime) -> Plan:
+    """The plan ``data`` describes, validated as `POST /v1/plans` validates it (same
+    422s, fields named `body.x`), not added to the session (the what-if simulator runs
+    inline plans this way)."""
     _check_pause_on(data.pause_on)
     values = _normalized(data.model_dump(mode="json", exclude={"code"}))
     values["calendar_id"] = data.calendar_id
+    requires_id = await _validate(session, values, code=data.code, row=None, now=now)
+    return Plan(code=data.code, requires_id=requires_id, **{k: values[k] for k in _STORED})
+
+
+async def create_plan(session: AsyncSession, data: PlanCreate, *, now: datetime) -> Plan:
     if await get_plan_by_code(session, data.code) is not None:
         raise Conflict("A plan with this code already exists.", code=data.code)
-    requires_id = await _validate(session, values, code=data.code, row=None, now=now)
-    row = Plan(
-        code=data.code,
-        requires_id=requires_id,
-        **{k: values[k] for k in _STORED},
-    )
+    row = await unsaved_plan(session, data, now=now)
     session.add(row)
     await flush_or_conflict(session, CONFLICTS)
     return row

@@ -42,7 +42,7 @@ from app.domain.entitlement import coverage_of
 from app.domain.replay import ReplayTerms, TicketFacts, TimelineEvent
 from app.domain.vocab import Category, Channel, Metric, Severity
 from app.errors import NotFound, ValidationFailed, field_error, invalid_field
-from app.models import Organization, Plan
+from app.models import Organization
 from app.models.calendar import CalendarRow
 from app.schemas.plans import PlanCreate
 from app.schemas.reports import (
@@ -432,18 +432,10 @@ def _under_plan(error: ValidationFailed) -> ValidationFailed:
 async def _inline_plan(session: AsyncSession, data: PlanCreate, now: datetime) -> _Plan:
     """Validated as POST /v1/plans validates (same 422s), never stored."""
     try:
-        plans._check_pause_on(data.pause_on)
-        values = plans._normalized(data.model_dump(mode="json", exclude={"code"}))
-        values["calendar_id"] = data.calendar_id
-        requires_id = await plans._validate(session, values, code=data.code, row=None, now=now)
+        row = await plans.unsaved_plan(session, data, now=now)
     except ValidationFailed as exc:
         raise _under_plan(exc) from None
-    row = Plan(
-        id=uuid.uuid4(),
-        code=data.code,
-        requires_id=requires_id,
-        **{k: values[k] for k in plans._STORED},
-    )
+    requires_id = row.requires_id
     chain, _, _ = await plans.load_terms(session, [requires_id] if requires_id else [])
     calendar_rows = await clock_store.calendar_set(session, [data.calendar_id])
     calendar_row = await session.get(CalendarRow, data.calendar_id)
