@@ -177,6 +177,7 @@ async def request(
         estimate_minutes=ticket.estimate_minutes,
     )
     session.add(row)
+    ticket.version += 1  # its billable state changed: an If-Match read before is stale
     await session.flush()
     details = _details(row)
     at = max(now, ticket.last_event_at)
