@@ -31,6 +31,7 @@ from app.routers import (
     organizations,
     plans,
     reports,
+    statements,
     tickets,
     webhooks,
 )
@@ -102,6 +103,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         tickets.router,
         webhooks.router,
         reports.router,
+        statements.router,
     ):
         app.include_router(router)
     webhooks.document_webhooks(app)
