@@ -32,6 +32,7 @@ from app.routers import (
     organizations,
     plans,
     reports,
+    statements,
     tickets,
     webhooks,
 )
@@ -104,6 +105,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         billing.router,
         webhooks.router,
         reports.router,
+        statements.router,
     ):
         app.include_router(router)
     webhooks.document_webhooks(app)

@@ -22,8 +22,6 @@ percentile by ``percentile_cont``, in seconds rounded to the millisecond.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import uuid
 import zoneinfo
@@ -61,7 +59,7 @@ from app.schemas.reports import (
     SimulationRequest,
 )
 from app.security import Principal
-from app.services import calendars, plans
+from app.services import calendars, csv_export, plans
 from app.services import clocks as clock_store
 from app.services.plan_terms import TicketTerms
 from app.services.tickets import display_number
@@ -352,28 +350,16 @@ _CSV_COLUMNS = (
 )
 
 
-def _cell(value: object) -> str:
-    """A CSV cell; text that a spreadsheet would run as a formula is quoted with '."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
-    return str(value)
-
-
 def to_csv(report: ComplianceReport) -> str:
     """One row per group, then the total (key `*`)."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(_CSV_COLUMNS)
     entries: list[tuple[str | None, str | None, Figures]] = [
         (g.key, g.label, g) for g in report.groups
     ]
     entries.append(("*", "total", report.total))
-    for key, label, f in entries:
-        writer.writerow(
-            _cell(v)
-            for v in (
+    return csv_export.to_csv(
+        _CSV_COLUMNS,
+        (
+            (
                 report.group_by.value,
                 key,
                 label,
@@ -390,8 +376,9 @@ def to_csv(report: ComplianceReport) -> str:
                 f.resolution.median_seconds,
                 f.resolution.p90_seconds,
             )
-        )
-    return out.getvalue()
+            for key, label, f in entries
+        ),
+    )
 
 
 # ---------------------------------------------------------------------- simulator
