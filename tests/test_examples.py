@@ -467,6 +467,20 @@ async def test_seed_004_charged_time(desk: Desk) -> None:
     assert (usage["used_minutes"], usage["used_hours"]) == (525, 8.75)
     assert (usage["remaining_hours"], usage["overage_hours"]) == (31.25, 0.0)
 
+    # November's statement, in Mexico City months: the seven entries and their total.
+    statement = await api.get(
+        "/v1/reports/statement",
+        params={"organization_id": org, "month": "2026-11", "tz": "America/Mexico_City"},
+    )
+    assert statement.status_code == 200, statement.text
+    totals = statement.json()["totals"]
+    assert (totals["entries"], totals["charged_minutes"], totals["charged_hours"]) == (7, 525, 8.75)
+    by_kind = {k["kind"]: (k["entries"], k["charged_minutes"]) for k in totals["by_kind"]}
+    assert by_kind == {"follow_up": (5, 75), "session": (1, 360), "work": (1, 90)}
+    assert [line["charged_minutes"] for line in statement.json()["lines"]] == [
+        15, 15, 15, 360, 90, 15, 15
+    ]  # fmt: skip
+
 
 # ------------------------------------------------------------------------- CLI
 

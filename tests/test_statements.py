@@ -134,7 +134,7 @@ MARCH_MX = {
     "entries": 6,
     "minutes": 240,
     "charged_minutes": 520,
-    "charged_hours": "8.67",
+    "charged_hours": 8.67,
     "after_hours_minutes": 60,
     "by_kind": [
         {"kind": "follow_up", "entries": 3, "charged_minutes": 45},
@@ -175,13 +175,13 @@ async def test_statement_matches_the_hand_computation(
         "minutes": 120,
         "consultants": 3,
         "after_hours_minutes": 0,
-        "multiplier": "1.000",
+        "multiplier": 1.0,
         "charged_minutes": 360,
         "agent_id": data.agent["id"],
         "note": "note session 2026-03-03T16:00:00Z",
     }
     after_hours = next(line for line in lines if line["id"] == str(data.ids["W"]))
-    assert (after_hours["multiplier"], after_hours["after_hours_minutes"]) == ("1.500", 60)
+    assert (after_hours["multiplier"], after_hours["after_hours_minutes"]) == (1.5, 60)
     assert data.tickets["t2"]["number"].startswith("SD-")
 
 
@@ -200,7 +200,7 @@ async def test_the_month_is_bounded_by_local_midnights(
     empty = await get(admin, organization_id=data.a.org["id"], month="2025-12", tz=MX)
     assert empty["lines"] == [] and empty["next_cursor"] is None
     assert empty["totals"] == {
-        "entries": 0, "minutes": 0, "charged_minutes": 0, "charged_hours": "0.00",
+        "entries": 0, "minutes": 0, "charged_minutes": 0, "charged_hours": 0.0,
         "after_hours_minutes": 0,
         "by_kind": [{"kind": k, "entries": 0, "charged_minutes": 0}
                     for k in ("follow_up", "session", "work")],

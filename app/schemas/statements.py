@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from decimal import Decimal
 
 from pydantic import BaseModel, Field
 
@@ -26,7 +25,7 @@ class StatementLine(BaseModel):
     minutes: int = Field(description="as entered (raw)")
     consultants: int
     after_hours_minutes: int = Field(description="base minutes that fell after hours")
-    multiplier: Decimal = Field(description="the after-hours multiplier applied")
+    multiplier: float = Field(description="the after-hours multiplier applied")
     charged_minutes: int
     agent_id: uuid.UUID | None = Field(default=None, description="staff keys only")
     note: str | None = Field(default=None, description="staff keys only")
@@ -57,7 +56,7 @@ class StatementTotals(BaseModel):
     entries: int
     minutes: int = Field(description="raw minutes entered")
     charged_minutes: int
-    charged_hours: Decimal = Field(description="charged_minutes / 60, 2 decimals (half up)")
+    charged_hours: float = Field(description="charged_minutes / 60, 2 decimals (half up)")
     after_hours_minutes: int
     by_kind: list[KindTotal] = Field(description="every kind, zeros included")
     by_contract: list[ContractTotal] = Field(description="contracts with billable entries")
@@ -92,7 +91,7 @@ _LINE_EXAMPLE = {
     "minutes": 120,
     "consultants": 3,
     "after_hours_minutes": 0,
-    "multiplier": "1.000",
+    "multiplier": 1.0,
     "charged_minutes": 360,
     "agent_id": "3c1b2a55-0d9e-4f8a-9b7c-6d5e4f3a2b1c",
     "note": "remote session with the network team",
@@ -108,7 +107,7 @@ STATEMENT_EXAMPLE = {
         "entries": 5,
         "minutes": 225,
         "charged_minutes": 495,
-        "charged_hours": "8.25",
+        "charged_hours": 8.25,
         "after_hours_minutes": 60,
         "by_kind": [
             {"kind": "follow_up", "entries": 3, "charged_minutes": 45},
