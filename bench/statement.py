@@ -72,8 +72,11 @@ async def main(n: int, big: int, orgs: int, repeat: int) -> None:
     async with fresh_database() as url:
         engine = make_engine(url, Settings(database_url=url, db_statement_timeout_ms=0))
         start = datetime.now(UTC).replace(microsecond=0)
-        month_start = datetime(start.year, start.month, 1, tzinfo=UTC)
-        month = f"{start.year:04d}-{start.month:02d}"
+        # Last month, whole and past: its entries start at its first local midnight in
+        # Mexico City (06:00 UTC) and span 27 days.
+        year, prev = (start.year, start.month - 1) if start.month > 1 else (start.year - 1, 12)
+        month_start = datetime(year, prev, 1, 6, tzinfo=UTC)
+        month = f"{year:04d}-{prev:02d}"
         params = {
             "orgs": orgs, "n": n, "big": big, "start": start, "month_start": month_start,
             "snapshot": json.dumps({"plan": {"id": str(uuid.uuid4()), "code": "b"}}),
