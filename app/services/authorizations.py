@@ -67,10 +67,7 @@ async def latest(session: AsyncSession, ticket_id: uuid.UUID) -> TicketAuthoriza
 def read(row: TicketAuthorization, principal: Principal) -> AuthorizationRead:
     view = AuthorizationRead.model_validate(row)
     if principal.is_customer and view.decided_by:
-        # As on the timeline: customers see who decided by role, not staff key ids.
-        view.decided_by = {
-            k: v for k, v in view.decided_by.items() if k in ("role", "contact_id") and v
-        }
+        view.decided_by = tickets.customer_view_of_actor(view.decided_by)
     return view
 
 
@@ -179,30 +176,38 @@ async def request(
     session.add(row)
     ticket.version += 1  # its billable state changed: an If-Match read before is stale
     await session.flush()
+    reason = (
+        f"{charged} minutes are charged, past the estimate of {ticket.estimate_minutes}: "
+        "further billable time waits for the customer."
+    )
+    await _announce(
+        session, ticket, principal, row, "authorization_requested", "authorization.required",
+        now=now, reason=reason,
+    )  # fmt: skip
+    return row
+
+
+async def _announce(
+    session: AsyncSession,
+    ticket: Ticket,
+    principal: Principal | None,
+    row: TicketAuthorization,
+    kind: str,
+    type_: str,
+    *,
+    now: datetime,
+    **extra: Any,
+) -> None:
+    """A public timeline event about the authorization, and its webhook (which also
+    carries ``extra``), both at the ticket's latest instant."""
     details = _details(row)
     at = max(now, ticket.last_event_at)
     await tickets.record(
-        session,
-        ticket,
-        principal,
-        kind="authorization_requested",
-        occurred_at=at,
-        now=now,
-        data=details,
+        session, ticket, principal, kind=kind, occurred_at=at, now=now, data=details
     )
     await tickets.emit(
-        session,
-        ticket,
-        "authorization.required",
-        occurred_at=at,
-        now=now,
-        authorization=details
-        | {
-            "reason": f"{charged} minutes are charged, past the estimate of "
-            f"{ticket.estimate_minutes}: further billable time waits for the customer."
-        },
+        session, ticket, type_, occurred_at=at, now=now, authorization=details | extra
     )
-    return row
 
 
 def _details(row: TicketAuthorization) -> dict[str, Any]:
@@ -302,21 +307,9 @@ async def decide(
     row.decided_at = now
     row.note = body.note
     ticket.version += 1
-    at = max(now, ticket.last_event_at)
-    details = _details(row)
-    await tickets.record(
-        session,
-        ticket,
-        principal,
-        kind=f"authorization_{row.status}",
-        occurred_at=at,
-        now=now,
-        data=details,
-    )
     type_ = "authorization.approved" if row.status == APPROVED else "authorization.declined"
-    await tickets.emit(
-        session, ticket, type_, occurred_at=at, now=now,
-        authorization=details | {"decided_by": row.decided_by, "note": row.note},
+    await _announce(
+        session, ticket, principal, row, f"authorization_{row.status}", type_,
+        now=now, decided_by=row.decided_by, note=row.note,
     )  # fmt: skip
-    await session.flush()
     return read(row, principal)

@@ -174,8 +174,9 @@ async def apply(
         outbox_type=outbox_type,
     )
     await worklogs.follow_up(
-        session, ticket, principal, action, event.id, occurred=occurred, now=now
-    )
+        session, ticket, principal, action, event.id,
+        charging=worklogs.charging_of(work.terms, work.cals), occurred=occurred, now=now,
+    )  # fmt: skip
     if old_status != ticket.status:
         await tickets.emit(
             session,

@@ -374,12 +374,14 @@ async def timeline(
     items, next_cursor = page_of(rows, limit, lambda r: (r.seq,))
     events = [TicketEventRead.model_validate(r) for r in items]
     if principal.is_customer:
-        # Customers see who acted by role (and their own contact), not staff key ids.
         for event in events:
-            event.actor = {
-                k: v for k, v in event.actor.items() if k in ("role", "contact_id") and v
-            }
+            event.actor = customer_view_of_actor(event.actor)
     return events, next_cursor
+
+
+def customer_view_of_actor(actor: dict[str, Any]) -> dict[str, Any]:
+    """Customers see who acted by role (and their own contact), not staff key ids."""
+    return {k: v for k, v in actor.items() if k in ("role", "contact_id") and v}
 
 
 # ------------------------------------------------------------------------- listing

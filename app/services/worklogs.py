@@ -53,13 +53,22 @@ class _Entry:
     event_id: uuid.UUID | None = None
 
 
-async def _charging(session: AsyncSession, ticket: Ticket) -> tuple[Billing, billing.OpenHours]:
-    """The billing rules and business hours the ticket's time is charged under."""
-    if not ticket.plan_snapshot:
+Charging = tuple[Billing, billing.OpenHours]
+
+
+def charging_of(terms: TicketTerms | None, cals: clock_store.CalendarSet) -> Charging:
+    """The billing rules and business hours a ticket's time is charged under: its plan's,
+    or (taken under no plan) the default rules with every hour open. ``cals`` holds the
+    plan's calendar."""
+    if terms is None:
         return Billing(), sla.ALWAYS_OPEN
-    terms = TicketTerms.from_snapshot(ticket.plan_snapshot)
-    cals = await clock_store.calendar_set(session, [terms.calendar_id])
     return terms.coverage.plan.billing, cals.calendar(terms.calendar_id)
+
+
+async def _charging(session: AsyncSession, ticket: Ticket) -> Charging:
+    terms = TicketTerms.from_snapshot(ticket.plan_snapshot) if ticket.plan_snapshot else None
+    cals = await clock_store.calendar_set(session, [terms.calendar_id] if terms else [])
+    return charging_of(terms, cals)
 
 
 async def _write(
@@ -68,13 +77,14 @@ async def _write(
     principal: Principal | None,
     entry: _Entry,
     *,
+    charging: Charging,
     strict: bool,
     now: datetime,
 ) -> Worklog:
     """Charge and store one entry (the caller holds the ticket's row lock, so the
     ticket's charged total cannot move meanwhile). ``strict`` (a manual entry): what
     cannot be billed is refused; otherwise it is recorded unbilled with the reason."""
-    rules, hours = await _charging(session, ticket)
+    rules, hours = charging
 
     def charge_under(rules: Billing) -> billing.Charge:
         return billing.charge(
@@ -154,7 +164,9 @@ async def add_entry(
 ) -> WorklogRead:
     ticket = await tickets.load(session, principal, ticket_id, for_update=True)
     entry = await _manual_entry(session, principal, ticket, data, now)
-    return read(await _write(session, ticket, principal, entry, strict=True, now=now), principal)
+    charging = await _charging(session, ticket)
+    row = await _write(session, ticket, principal, entry, charging=charging, strict=True, now=now)
+    return read(row, principal)
 
 
 async def _manual_entry(
@@ -205,11 +217,13 @@ async def follow_up(
     action: Action,
     event_id: uuid.UUID,
     *,
+    charging: Charging,
     occurred: datetime,
     now: datetime,
 ) -> Worklog | None:
     """The follow-up an agent's action is charged (seed 004), or None for actions that
-    are not one (notes, the customer's own actions, the system's)."""
+    are not one (notes, the customer's own actions, the system's). ``charging`` comes
+    from the terms and calendars the action already loaded (:func:`charging_of`)."""
     if action not in FOLLOW_UP_ACTIONS or principal is None or not principal.is_staff:
         return None
     entry = _Entry(
@@ -223,7 +237,7 @@ async def follow_up(
         source="auto",
         event_id=event_id,
     )
-    return await _write(session, ticket, principal, entry, strict=False, now=now)
+    return await _write(session, ticket, principal, entry, charging=charging, strict=False, now=now)
 
 
 # ------------------------------------------------------------------------ reading

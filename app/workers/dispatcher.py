@@ -199,6 +199,16 @@ def _host(url: str) -> str:
         return "?"
 
 
+def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
+    """Tell the sender waiting on ``done`` whether its attempt was recorded."""
+    if done.done():  # the sender was cancelled meanwhile
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -666,26 +676,19 @@ class Dispatcher:
                 await self._record_batch([(job, result) for job, result, _ in batch])
             except Exception as exc:
                 if len(batch) == 1:
-                    if not batch[0][2].done():
-                        batch[0][2].set_exception(exc)
+                    _settle(batch[0][2], exc)
                     continue
                 # One bad entry must not fail the others: record them one by one.
                 for job, result, done in batch:
                     try:
                         await self._record_batch([(job, result)])
                     except Exception as single:
-                        if not done.done():
-                            done.set_exception(single)
+                        _settle(done, single)
                     else:
-                        if not done.done():
-                            done.set_result(None)
+                        _settle(done, None)
                 continue
             for _, _, done in batch:
-                if not done.done():
-                    done.set_result(None)
-
-    async def _record_once(self, job: Job, result: Result) -> None:
-        await self._record_batch([(job, result)])
+                _settle(done, None)
 
     async def _record_batch(self, items: Sequence[tuple[Job, Result]]) -> None:
         now = self.clock()
