@@ -105,3 +105,15 @@ async def test_customer_key_sees_only_its_organization(
         assert write.status_code == 403
         assert (await customer.get("/v1/agents")).status_code == 403
         assert (await customer.get("/v1/api-keys")).status_code == 403
+
+
+async def test_organization_locale(admin: httpx.AsyncClient) -> None:
+    org = await create_org(admin)
+    assert org["locale"] == "en"  # the default
+    url = f"/v1/organizations/{org['id']}"
+    patched = await admin.patch(url, json={"locale": "es-MX"})
+    assert patched.status_code == 200 and patched.json()["locale"] == "es-MX"
+    for bad in ("fr", "es_MX", "ES", "es-mx", None):
+        refused = await admin.patch(url, json={"locale": bad})
+        assert refused.status_code == 422, bad
+    assert (await admin.get(url)).json()["locale"] == "es-MX"

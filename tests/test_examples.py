@@ -365,6 +365,8 @@ async def test_seed_003_vidizmo(desk: Desk) -> None:
 
 async def test_seed_004_specialized_support(desk: Desk) -> None:
     org = "Specialized support demo client"
+    # A Mexican partner: written to in Spanish.
+    assert (await desk.api.get(f"/v1/organizations/{desk.orgs[org]}")).json()["locale"] == "es-MX"
     # Critical, e-mail, Monday 2026-03-02 18:00 (closing time, so closed): "immediate
     # within 30 minutes" from Tue 08:30 -> 09:00-06:00 = 15:00Z.
     body = await desk.preview(org, "critical", "2026-03-02T18:00:00-06:00", channel="email")

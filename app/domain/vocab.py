@@ -66,3 +66,16 @@ class TicketStatus(StrEnum):
     WAITING_ON_VENDOR = "waiting_on_vendor"
     RESOLVED = "resolved"
     CLOSED = "closed"
+
+
+# Languages the desk speaks to customers in (e-mail templates) and searches in (text-search
+# configurations). An organization's ``locale`` is one of these, optionally with a region
+# (``es-MX``), which formats dates and numbers.
+LANGUAGES = ("en", "es")
+DEFAULT_LOCALE = "en"
+LOCALE_PATTERN = r"^(en|es)(-[A-Z]{2})?$"
+
+
+def language_of(locale: str) -> str:
+    """``es-MX`` -> ``es``."""
+    return locale.split("-", 1)[0]

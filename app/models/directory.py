@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, Column, ForeignKey, Index, SmallInteger, String, text
 from sqlmodel import Field
 
+from app.domain.vocab import DEFAULT_LOCALE
 from app.models.base import Entity, timestamptz
 
 
@@ -22,6 +23,12 @@ class Organization(Entity, table=True):
     external_ref: str | None = Field(default=None, max_length=100)
     notes: str | None = Field(default=None, max_length=4000)
     active: bool = Field(default=True)
+    # The language (and region) the organization is written to in, e.g. "es-MX".
+    locale: str = Field(
+        default=DEFAULT_LOCALE,
+        max_length=10,
+        sa_column_kwargs={"server_default": DEFAULT_LOCALE},
+    )
 
 
 class Contact(Entity, table=True):

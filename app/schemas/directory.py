@@ -8,11 +8,20 @@ from typing import Annotated
 
 from pydantic import EmailStr, Field, StringConstraints
 
-from app.domain.vocab import ContactRole
+from app.domain.vocab import DEFAULT_LOCALE, LOCALE_PATTERN, ContactRole
 from app.schemas.common import PatchModel, ReadModel, StrictModel
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=50)]
+Locale = Annotated[
+    str,
+    Field(
+        pattern=LOCALE_PATTERN,
+        max_length=10,
+        description="Language (and region) to write to the organization in: en, es, es-MX…",
+        examples=["es-MX"],
+    ),
+]
 Tier = Annotated[
     int, Field(ge=1, le=4, description="1 support team, 2 senior, 3 development, 4 vendor")
 ]
@@ -23,6 +32,7 @@ class OrganizationCreate(StrictModel):
     external_ref: str | None = Field(default=None, max_length=100)
     notes: str | None = Field(default=None, max_length=4000)
     active: bool = True
+    locale: Locale = DEFAULT_LOCALE
 
 
 class OrganizationUpdate(PatchModel):
@@ -32,6 +42,7 @@ class OrganizationUpdate(PatchModel):
     external_ref: str | None = Field(default=None, max_length=100)
     notes: str | None = Field(default=None, max_length=4000)
     active: bool | None = None
+    locale: Locale | None = None
 
 
 class OrganizationRead(ReadModel):
@@ -40,6 +51,7 @@ class OrganizationRead(ReadModel):
     external_ref: str | None
     notes: str | None
     active: bool
+    locale: str
     created_at: datetime
     updated_at: datetime
 
