@@ -354,7 +354,8 @@ def test_breach_is_recorded_at_the_due_instant_when_stopped_later() -> None:
     r = read(c, at(4, 9), NINE_FIVE)
     assert r.state is ClockState.BREACHED and r.breached_at == at(3, 10)
     assert r.elapsed == 150 * MIN and r.overdue == 90 * MIN and r.remaining == timedelta(0)
-    assert r.due_at is None and r.stopped_at == at(3, 11, 30)
+    # A finished clock keeps its due instant: the one it breached at.
+    assert r.due_at == at(3, 10) and r.stopped_at == at(3, 11, 30) and r.met_by is None
 
 
 def test_nobody_looked_running_clock_reads_breached_at_due_instant() -> None:
