@@ -4,9 +4,11 @@ log entries of one month, and the month's totals.
 * The month is ``[local midnight of the 1st, local midnight of the next 1st)`` in ``tz``
   (a midnight skipped by a DST change starts the day at the change, as the clock does).
 * Lines: the billable entries (``worklogs.billable``), by ``(occurred_at, id)``, one page
-  at a time (keyset cursor). Staff keys also get ``agent_id`` and ``note``.
+  at a time (keyset cursor), each with the client's after-hours request its multiplied
+  minutes rely on (services/after_hours.py). Staff keys also get ``agent_id`` and ``note``.
 * Totals: one SQL aggregate (:data:`TOTALS`) over the whole month, whatever the page:
-  billable entries, raw / charged / after-hours minutes, per kind and per contract, and
+  billable entries, raw / charged / after-hours (and unrequested after-hours) minutes, per
+  kind and per contract, and
   the non-billable entries (charged 0 by convention) as ``unbilled``.
 
 Both queries read ``ix_worklogs_organization_id_occurred_at``.
