@@ -126,6 +126,13 @@ class AfterHoursNotAllowed(ValidationFailed):
     slug, title = "after-hours-not-allowed", "After-hours work is not allowed by the plan"
 
 
+class AfterHoursNotRequested(ValidationFailed):
+    """A work log entry has after-hours time outside every window the client requested,
+    and the plan refuses such time (`after_hours.unrequested: refuse`)."""
+
+    slug, title = "after-hours-not-requested", "After-hours time the client did not request"
+
+
 class AuthorizationPending(Conflict):
     """Billable time waits for the customer's decision on a pending authorization."""
 

@@ -89,6 +89,7 @@ _SLA: list[dict[str, Any]] = [
         "elapsed_seconds": 2700,
         "remaining_seconds": 900,
         "overdue_seconds": 0,
+        "met_by_seconds": None,
         "stopped_at": None,
         "breached_at": None,
         "next_threshold": {"key": "warn:75", "kind": "warning", "at": "2026-03-09T09:00:00Z"},
@@ -104,6 +105,7 @@ _SLA: list[dict[str, Any]] = [
         "elapsed_seconds": 2700,
         "remaining_seconds": 54900,
         "overdue_seconds": 0,
+        "met_by_seconds": None,
         "stopped_at": None,
         "breached_at": None,
         "next_threshold": {"key": "breach", "kind": "breach", "at": "2026-03-11T10:00:00Z"},
@@ -168,11 +170,12 @@ def _threshold(key: str, kind: str, percent: int | None, at: str) -> dict[str, A
 
 
 _BREACH = _threshold("breach", "breach", 100, "2026-03-09T09:15:00Z")
+# Met 15 business minutes before its due instant, which a finished clock keeps.
 _STOPPED = _sla(
     state="met",
     running=False,
-    due_at=None,
     remaining_seconds=900,
+    met_by_seconds=900,
     stopped_at="2026-03-06T17:45:00Z",
     next_threshold=None,
 )
@@ -273,7 +276,11 @@ _TYPES = [
     EventType(
         "ticket.reopened",
         "A resolved or closed ticket was reopened",
-        "The customer (or an agent) reopened the ticket; the `resolution` clock resumed.",
+        "The customer (or an agent) reopened the ticket; the `resolution` clock resumed. "
+        "Also sent, with `event.kind` `auto_close_withdrawn`, when a customer reply logged "
+        "late turns out to precede an auto-close that already happened: the close is "
+        "withdrawn (`event.event_id` is its timeline event, `event.reason` says why) and the "
+        "ticket is open again.",
         _recorded("reopened", _ticket(status="in_progress")),
     ),
     EventType(
@@ -381,6 +388,32 @@ _TYPES = [
                 next_threshold=None,
             ),
             "threshold": _BREACH,
+        },
+    ),
+    EventType(
+        "sla.retracted",
+        "An SLA warning or breach that fired no longer holds",
+        "An action logged late and dated before the firing (a reply answered on time, "
+        "logged after the warning) changed the clock's history: the threshold would not "
+        "have been reached, or not then. `threshold` is the one withdrawn, as it fired; "
+        "`retracted.webhook_id` is the `webhook-id` of its `sla.warning` / `sla.breached` "
+        "delivery; `cause` is the late action (its timeline event). The clock's "
+        "`breached_at` is cleared. A tier raised by a withdrawn breach stays (lowering it is "
+        "an agent's decision). If the corrected clock reaches the threshold later, it fires "
+        "again, at its new instant.",
+        {
+            "ticket": _ticket(tier=2),
+            "sla": _STOPPED,
+            "threshold": _BREACH,
+            "retracted": {
+                "type": "sla.breached",
+                "webhook_id": "msg_4f1c2a9be0d84c6f9a3b5e7d1c2f3a4b",
+            },
+            "cause": {
+                "event_id": "7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d",
+                "kind": "replied",
+                "occurred_at": _WHEN,
+            },
         },
     ),
     EventType(

@@ -22,6 +22,7 @@ from app.observability import (
 )
 from app.openapi import install_openapi
 from app.routers import (
+    after_hours,
     agents,
     api_keys,
     billing,
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         entitlement.router,
         tickets.router,
         billing.router,
+        after_hours.router,
         webhooks.router,
         reports.router,
         statements.router,

@@ -17,7 +17,7 @@ from tests.factories import create_contact, create_org
 from tests.plan_factories import create_calendar, create_contract, create_plan
 
 # Path parameters naming something an organization owns: another organization's is a 404.
-OWNED = ("organization_id", "contract_id", "ticket_id")
+OWNED = ("organization_id", "contract_id", "ticket_id", "after_hours_request_id")
 
 PUBLIC = {"/healthz", "/readyz", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"}
 
@@ -54,6 +54,11 @@ async def _other_org_resources(admin: httpx.AsyncClient) -> dict[str, str]:
     logged = await admin.post(f"/v1/tickets/{ticket_id}/worklogs", json={"kind": "follow_up"})
     assert logged.status_code == 201, logged.text
     pending = (await admin.get(f"/v1/tickets/{ticket_id}/estimate")).json()
+    requested = await admin.post(
+        f"/v1/contracts/{contract['id']}/after-hours-requests",
+        json={"contact_id": contact["id"], **_WINDOW},
+    )
+    assert requested.status_code == 201, requested.text
     return {
         "organization_id": other["id"],
         "contact_id": contact["id"],
@@ -62,6 +67,7 @@ async def _other_org_resources(admin: httpx.AsyncClient) -> dict[str, str]:
         "contract_id": contract["id"],
         "ticket_id": ticket_id,
         "authorization_id": pending["pending_authorization"]["id"],
+        "after_hours_request_id": requested.json()["id"],
     }
 
 
@@ -78,9 +84,14 @@ _ACTION_BODIES: dict[str, dict[str, Any]] = {
 }
 
 
+_WINDOW = {"starts_at": "2100-01-01T00:00:00Z", "ends_at": "2100-01-02T00:00:00Z"}
+
+
 def _valid_body(path: str) -> dict[str, Any]:
     if path.endswith("/approve"):
         return {"estimate_minutes": 600}
+    if path.endswith("/after-hours-requests"):
+        return dict(_WINDOW)
     if "/actions/" in path:
         return _ACTION_BODIES.get(path.rsplit("/", 1)[1], {"body": "x"})
     return {}

@@ -107,6 +107,13 @@ async def test_a_two_hour_session_with_three_consultants_is_six_hours(
 async def test_an_after_hours_hour_at_1_5_is_90_minutes(admin: httpx.AsyncClient) -> None:
     desk = await make_desk(admin, billing=AFTER_HOURS)
     t = await _ticket(admin, desk)
+    # The client asked in advance for after-hours attention all that week (seed 004).
+    standing = await admin.post(
+        f"/v1/contracts/{desk.contract['id']}/after-hours-requests",
+        json={"contact_id": desk.contact["id"], "requested_at": "2026-11-02T12:00:00-06:00",
+              "starts_at": "2026-11-09T00:00:00-06:00", "ends_at": "2026-11-16T00:00:00-06:00"},
+    )  # fmt: skip
+    assert standing.status_code == 201, standing.text
     late = await _log(admin, t, kind="work", minutes=60, occurred_at="2026-11-10T19:00:00-06:00")
     assert (late["after_hours_minutes"], late["multiplier"], late["charged_minutes"]) == (
         60,

@@ -93,6 +93,12 @@ async def test_catalogue_examples_have_the_fields_of_real_payloads(
     logged = await admin.post(f"/v1/tickets/{voicemail}/worklogs", json={"kind": "follow_up"})
     assert logged.status_code == 201, logged.text
     await _decide(admin, voicemail, "decline")
+    # A warning fired, then the reply that came before it is logged: the warning is retracted.
+    late = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=40)
+    answered = (await open_ticket(admin, desk, received_at=late.isoformat()))["id"]
+    await TimerLoop(db).fire_thresholds(datetime.now(UTC))
+    await act(admin, answered, "reply", body="Called you.",
+              occurred_at=(late + timedelta(minutes=10)).isoformat())  # fmt: skip
     weekly = {d: ["08:00-18:00"] for d in ("mon", "tue", "wed", "thu", "fri")}
     await open_ticket(admin, desk)  # open while the calendar changes: re-timed
     response = await admin.patch(

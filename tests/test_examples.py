@@ -405,7 +405,11 @@ async def test_seed_004_specialized_support(desk: Desk) -> None:
     assert await desk.reasons(org, contact_id=luis) == ["contact_inactive"]
     entitlement = (await desk.api.get(f"/v1/organizations/{desk.orgs[org]}/entitlement")).json()
     assert entitlement["auto_close"] == {"contact_attempts": 3, "notice_business_days": 5}
-    assert entitlement["billing"]["after_hours"] == {"allowed": True, "multiplier": 1.5}
+    assert entitlement["billing"]["after_hours"] == {
+        "allowed": True,
+        "multiplier": 1.5,
+        "unrequested": "refuse",
+    }
     assert entitlement["billing"]["follow_up_minutes"] == 15
 
 
@@ -445,9 +449,27 @@ async def test_seed_004_charged_time(desk: Desk) -> None:
     # "The time will be multiplied by each consultant": 2 h x 3 consultants = 360 minutes.
     session = await log(kind="session", minutes=120, consultants=3,
                         occurred_at="2026-11-10T10:00:00-06:00")  # fmt: skip
-    # After 18:00 Mexico City time, at the plan's 1.5: one hour is 90 minutes.
-    late = await log(kind="work", minutes=60, occurred_at="2026-11-10T19:00:00-06:00")
+    # "If the client requires attention after hours, they must request it in advance and
+    # via email": an evening hour nobody asked for is refused...
+    evening = {"kind": "work", "minutes": 60, "occurred_at": "2026-11-10T19:00:00-06:00"}
+    refused = await log(422, **evening)
+    assert refused["type"].endswith("/after-hours-not-requested")
+    # ...until Ana's e-mail of Monday noon, asking for Tuesday evening, is recorded. After
+    # 18:00 Mexico City time, inside that window, at the plan's 1.5: the hour is 90 minutes.
+    requested = await api.post(
+        f"/v1/tickets/{t}/after-hours-requests",
+        json={
+            "contact_id": await desk.contact(
+                "Specialized support demo client", "ana@client.example.mx"),
+            "requested_at": "2026-11-09T12:00:00-06:00",
+            "starts_at": "2026-11-10T18:00:00-06:00", "ends_at": "2026-11-10T22:00:00-06:00",
+            "reference": "RE: Payroll export fails - please continue tomorrow evening",
+        },
+    )  # fmt: skip
+    assert requested.status_code == 201, requested.text
+    late = await log(**evening)
     assert (session["charged_minutes"], late["charged_minutes"]) == (360, 90)
+    assert late["after_hours_request_id"] == requested.json()["id"]
     estimate = (await api.get(f"/v1/tickets/{t}/estimate")).json()
     assert estimate["charged_minutes"] == 45 + 360 + 90
 
@@ -482,6 +504,12 @@ async def test_seed_004_charged_time(desk: Desk) -> None:
     assert [line["charged_minutes"] for line in statement.json()["lines"]] == [
         15, 15, 15, 360, 90, 15, 15
     ]  # fmt: skip
+    # The after-hours line shows the client's request it relies on.
+    relied = [line["after_hours_request"] for line in statement.json()["lines"]]
+    assert [r["id"] if r else None for r in relied] == [None] * 4 + [requested.json()["id"]] + [
+        None
+    ] * 2
+    assert relied[4]["requested_at"] == "2026-11-09T18:00:00Z"
 
 
 # ------------------------------------------------------------------------- CLI

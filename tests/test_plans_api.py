@@ -41,7 +41,7 @@ async def test_create_read_list(admin: httpx.AsyncClient) -> None:
     assert plan["billing"] == {
         "follow_up_minutes": 15,
         "sessions_per_consultant": True,
-        "after_hours": {"allowed": False, "multiplier": 1.5},
+        "after_hours": {"allowed": False, "multiplier": 1.5, "unrequested": "business_rate"},
     }
     first = plan["targets"][0]
     assert first["warn_at_percent"] == [50, 90] and first["clock"] == "business"
@@ -70,7 +70,10 @@ async def test_seed_004_settings_round_trip(admin: httpx.AsyncClient) -> None:
         channels=["email", "phone"],
         pause_on=["waiting_on_customer", "waiting_on_vendor"],
         auto_close={"contact_attempts": 3, "notice_business_days": 5},
-        billing={"follow_up_minutes": 15, "after_hours": {"allowed": True, "multiplier": 1.5}},
+        billing={
+            "follow_up_minutes": 15,
+            "after_hours": {"allowed": True, "multiplier": 1.5, "unrequested": "refuse"},
+        },
         targets=[
             target(severities=["critical"], minutes=30),
             target("resolution", categories=["technical"], minutes=360),
@@ -81,7 +84,11 @@ async def test_seed_004_settings_round_trip(admin: httpx.AsyncClient) -> None:
     )
     assert plan["pause_on"] == ["waiting_on_customer", "waiting_on_vendor"]
     assert plan["auto_close"] == {"contact_attempts": 3, "notice_business_days": 5}
-    assert plan["billing"]["after_hours"] == {"allowed": True, "multiplier": 1.5}
+    assert plan["billing"]["after_hours"] == {
+        "allowed": True,
+        "multiplier": 1.5,
+        "unrequested": "refuse",
+    }
     assert plan["billing"]["sessions_per_consultant"] is True
 
 
@@ -115,6 +122,7 @@ async def test_seed_004_settings_round_trip(admin: httpx.AsyncClient) -> None:
         ({"targets": [target(colour="red")]}, "body.targets[0].colour"),
         ({"auto_close": {"contact_attempts": 0}}, "body.auto_close.contact_attempts"),
         ({"billing": {"after_hours": {"multiplier": 0.5}}}, "body.billing.after_hours"),
+        ({"billing": {"after_hours": {"unrequested": "x2"}}}, "body.billing.after_hours"),
         ({"surprise": True}, "body.surprise"),
     ],
 )

@@ -5,16 +5,18 @@ Organization A, tz America/Mexico_City (UTC-6 all year since 2022): March 2026 i
 
     F1 follow_up 03-01T06:00Z raw   5           charged  15  (first instant: in)
     S  session   03-03T16:00Z raw 120 x 3 cons  charged 360
-    W  work      03-04T02:00Z raw  60 after hours 60 x 1.5 = 90
+    W  work      03-04T02:00Z raw  60 after hours 60 x 1.5 = 90 (requested: R, on t2)
     F2 follow_up 03-05T15:00Z raw  10           charged  15
     F3 follow_up 03-05T15:00Z raw  20           charged  15  (same instant as F2: id decides)
-    E  work      04-01T05:30Z raw  25           charged  25  (local 03-31 23:30: in; no contract)
+    E  work      04-01T05:30Z raw  25           charged  25  (local 03-31 23:30: in; no contract;
+                                                              after hours, not requested: x 1)
     N  work      03-06T16:00Z raw  30 non-billable, charged 0 (unbilled)
     P  work      03-01T05:59Z raw  10           (local 02-28 23:59: out)
     Q  work      04-01T06:00Z raw  40           (local 04-01 00:00: out)
 
 Billable in March (local): 6 entries, raw 5+120+60+10+20+25 = 240, charged
-15+360+90+15+15+25 = 520 (8.67 h), after hours 60; follow_up 3 / 45, session 1 / 360,
+15+360+90+15+15+25 = 520 (8.67 h), after hours 60+25 = 85 of which 25 not requested;
+follow_up 3 / 45, session 1 / 360,
 work 2 / 115; contract 5 / 495, no contract 1 / 25; unbilled 1 entry / 30 raw.
 In UTC the month is [03-01T00Z, 04-01T00Z): P in, E out: 6 entries, charged 520-25+10 = 505.
 Organization B has a billable March entry that must never appear.
@@ -34,7 +36,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db import make_sessionmaker
-from app.models.billing import Worklog
+from app.models.billing import AfterHoursRequest, Worklog
 from app.security import Role
 from tests.conftest import auth, client_for, make_key
 from tests.factories import create_agent, create_org
@@ -69,6 +71,17 @@ async def build(api: httpx.AsyncClient, engine: AsyncEngine) -> Data:
     tb = await open_ticket(api, b_desk, subject="theirs")
     contract = uuid.UUID(a.contract["id"])
     org = uuid.UUID(a.org["id"])
+    # The client's e-mail asking for an engineer on the evening of 03-03 (local).
+    request = AfterHoursRequest(
+        organization_id=org,
+        ticket_id=uuid.UUID(t2["id"]),
+        contact_id=uuid.UUID(a.contact["id"]),
+        requested_at=at("2026-03-03T18:05:00Z"),
+        starts_at=at("2026-03-04T00:00:00Z"),
+        ends_at=at("2026-03-04T04:00:00Z"),
+        reference="RE: Printer on fire - tonight please",
+        recorded_by={"role": "agent"},
+    )
 
     def entry(ticket: dict[str, Any], kind: str, when: str, **fields: Any) -> Worklog:
         values: dict[str, Any] = {
@@ -91,12 +104,13 @@ async def build(api: httpx.AsyncClient, engine: AsyncEngine) -> Data:
         ),
         "W": entry(
             t2, "work", "2026-03-04T02:00:00Z", minutes=60, after_hours_minutes=60,
-            multiplier=Decimal("1.5"), charged_minutes=90,
+            multiplier=Decimal("1.5"), charged_minutes=90, after_hours_request_id=request.id,
         ),
         "F2": entry(t1, "follow_up", "2026-03-05T15:00:00Z", minutes=10, charged_minutes=15),
         "F3": entry(t2, "follow_up", "2026-03-05T15:00:00Z", minutes=20, charged_minutes=15),
         "E": entry(
-            t1, "work", "2026-04-01T05:30:00Z", minutes=25, charged_minutes=25, contract_id=None
+            t1, "work", "2026-04-01T05:30:00Z", minutes=25, charged_minutes=25, contract_id=None,
+            after_hours_minutes=25, unrequested_minutes=25,
         ),
         "N": entry(
             t2, "work", "2026-03-06T16:00:00Z", minutes=30, charged_minutes=0, billable=False,
@@ -110,8 +124,11 @@ async def build(api: httpx.AsyncClient, engine: AsyncEngine) -> Data:
     }  # fmt: skip
     assert rows["B"].organization_id != org
     async with make_sessionmaker(engine)() as session, session.begin():
+        session.add(request)
+        await session.flush()
         session.add_all(rows.values())
-    return Data(a, b, agent, {"t1": t1, "t2": t2}, {k: r.id for k, r in rows.items()})
+    ids = {k: r.id for k, r in rows.items()} | {"R": request.id}
+    return Data(a, b, agent, {"t1": t1, "t2": t2}, ids)
 
 
 def order(data: Data, *names: str) -> list[str]:
@@ -135,7 +152,8 @@ MARCH_MX = {
     "minutes": 240,
     "charged_minutes": 520,
     "charged_hours": 8.67,
-    "after_hours_minutes": 60,
+    "after_hours_minutes": 85,
+    "unrequested_minutes": 25,
     "by_kind": [
         {"kind": "follow_up", "entries": 3, "charged_minutes": 45},
         {"kind": "session", "entries": 1, "charged_minutes": 360},
@@ -175,13 +193,28 @@ async def test_statement_matches_the_hand_computation(
         "minutes": 120,
         "consultants": 3,
         "after_hours_minutes": 0,
+        "unrequested_minutes": 0,
         "multiplier": 1.0,
         "charged_minutes": 360,
+        "after_hours_request": None,
         "agent_id": data.agent["id"],
         "note": "note session 2026-03-03T16:00:00Z",
     }
     after_hours = next(line for line in lines if line["id"] == str(data.ids["W"]))
     assert (after_hours["multiplier"], after_hours["after_hours_minutes"]) == (1.5, 60)
+    # The line shows the client's request its multiplied minutes rely on.
+    assert after_hours["after_hours_request"] == {
+        "id": str(data.ids["R"]),
+        "scope": "ticket",
+        "contact_id": data.a.contact["id"],
+        "requested_at": "2026-03-03T18:05:00Z",
+        "starts_at": "2026-03-04T00:00:00Z",
+        "ends_at": "2026-03-04T04:00:00Z",
+        "reference": "RE: Printer on fire - tonight please",
+    }
+    late = next(line for line in lines if line["id"] == str(data.ids["E"]))
+    assert (late["after_hours_minutes"], late["unrequested_minutes"]) == (25, 25)
+    assert (late["multiplier"], late["after_hours_request"]) == (1.0, None)
     assert data.tickets["t2"]["number"].startswith("SD-")
 
 
@@ -201,7 +234,7 @@ async def test_the_month_is_bounded_by_local_midnights(
     assert empty["lines"] == [] and empty["next_cursor"] is None
     assert empty["totals"] == {
         "entries": 0, "minutes": 0, "charged_minutes": 0, "charged_hours": 0.0,
-        "after_hours_minutes": 0,
+        "after_hours_minutes": 0, "unrequested_minutes": 0,
         "by_kind": [{"kind": k, "entries": 0, "charged_minutes": 0}
                     for k in ("follow_up", "session", "work")],
         "by_contract": [], "unbilled": {"entries": 0, "minutes": 0},
@@ -291,7 +324,13 @@ async def test_csv_has_the_page_the_total_row_and_guarded_cells(
     assert first["occurred_at"] == "2026-03-01T06:00:00+00:00"
     total = rows[-1]
     # The total row is the whole month's, not the page's.
-    assert (total["entries"], total["minutes"], total["after_hours_minutes"]) == ("6", "240", "60")
+    assert (total["entries"], total["minutes"], total["after_hours_minutes"]) == ("6", "240", "85")
+    assert total["unrequested_minutes"] == "25"
+    by_id = {r["id"]: r for r in rows}
+    w = by_id[str(data.ids["W"])]
+    assert w["after_hours_request_id"] == str(data.ids["R"])
+    assert w["after_hours_request_reference"] == "RE: Printer on fire - tonight please"
+    assert by_id[str(data.ids["S"])]["after_hours_request_id"] == ""
     assert (total["charged_minutes"], total["charged_hours"]) == ("520", "8.67")
     assert total["id"] == "" and total["ticket_subject"] == ""
 

@@ -52,7 +52,9 @@ async def test_seed_004_a_ticket_life(admin: httpx.AsyncClient) -> None:
     )
     fr = clock(t, "first_response")
     assert fr["state"] == "met" and fr["stopped_at"] == "2026-03-03T16:00:00Z"
-    assert fr["elapsed_seconds"] == (60 + 90) * 60 and fr["due_at"] is None
+    # A finished clock keeps the due instant in force when it stopped, and its margin.
+    assert fr["elapsed_seconds"] == (60 + 90) * 60 and fr["due_at"] == "2026-03-03T17:30:00Z"
+    assert fr["met_by_seconds"] == 90 * 60
     assert t["status"] == "in_progress"
 
     t = await act(

@@ -9,16 +9,25 @@ estimate needs the customer's authorization.
 
 After hours: the part of the covered time outside the calendar's open time (split with
 ``Calendar.between``; a follow-up is after hours when the calendar is closed at its
-instant) is charged x ``after_hours_multiplier``. An entry with any after-hours part is
-refused when the plan does not allow after-hours work.
+instant). An entry with any after-hours part is refused when the plan does not allow
+after-hours work. Otherwise (seed 004: "if the client requires attention after hours,
+they must request it in advance and via email"):
+
+* the after-hours part inside the windows of the client's requests
+  (:class:`RequestWindow`, their union) is charged x ``after_hours_multiplier``; the
+  charge names the request whose window covers most of it (the first given on a tie;
+  the service lists the ticket's own requests before its contract's standing ones);
+* the rest (``unrequested_minutes``) is charged as business time, or refused
+  (``AfterHoursNotRequested``) when the plan says ``refuse``.
 
 Arithmetic is exact (``Fraction``); the charged total is rounded **half up to whole
 minutes** once, at the end. ``after_hours_minutes`` (the base minutes that fell after
-hours, before the multiplier) is rounded the same way.
+hours, before the multiplier) and ``unrequested_minutes`` are rounded the same way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -26,7 +35,7 @@ from enum import StrEnum
 from fractions import Fraction
 from typing import Protocol
 
-from app.domain.entitlement import Billing
+from app.domain.entitlement import Billing, UnrequestedAfterHours
 
 _MICROS_PER_MINUTE = 60_000_000
 
@@ -57,14 +66,41 @@ class AfterHoursNotAllowed(ValueError):
         self.after_hours_minutes = after_hours_minutes
 
 
+class AfterHoursNotRequested(ValueError):
+    """The entry has after-hours time outside every window the client requested, and
+    the plan refuses such time."""
+
+    def __init__(self, unrequested_minutes: int) -> None:
+        super().__init__(
+            f"{unrequested_minutes} minute(s) of this entry fall outside the plan's "
+            "business hours and outside every after-hours window the client requested."
+        )
+        self.unrequested_minutes = unrequested_minutes
+
+
+@dataclass(frozen=True)
+class RequestWindow:
+    """A client's request for after-hours attention over ``[starts_at, ends_at)``;
+    ``ref`` names it (the service's request id)."""
+
+    starts_at: datetime
+    ends_at: datetime
+    ref: Hashable
+
+
 @dataclass(frozen=True, kw_only=True)
 class Charge:
-    """What one entry costs. ``base_minutes`` is before the after-hours multiplier."""
+    """What one entry costs. ``base_minutes`` is before the after-hours multiplier;
+    ``unrequested_minutes`` is the part of ``after_hours_minutes`` outside every
+    requested window (charged as business time); ``request`` is the window the rest
+    relies on (None when no after-hours time is charged the multiplier)."""
 
     base_minutes: int
     after_hours_minutes: int
     multiplier: Decimal
     charged_minutes: int
+    unrequested_minutes: int = 0
+    request: Hashable | None = None
 
     @property
     def after_hours(self) -> bool:
@@ -82,6 +118,53 @@ def multiplier_of(rules: Billing) -> Decimal:
     return Decimal(str(rules.after_hours_multiplier))
 
 
+def _span(kind: EntryKind, minutes: int, occurred_at: datetime) -> tuple[datetime, datetime]:
+    if kind is EntryKind.follow_up:
+        return occurred_at, occurred_at
+    return occurred_at, occurred_at + timedelta(minutes=minutes)
+
+
+def within_hours(
+    *, kind: EntryKind, minutes: int, occurred_at: datetime, calendar: OpenHours
+) -> bool:
+    """Whether the entry lies wholly in the calendar's open time (no after-hours part)."""
+    start, end = _span(kind, minutes, occurred_at)
+    if start == end:
+        return kind is not EntryKind.follow_up or calendar.is_open(start)
+    return calendar.between(start, end) == end - start
+
+
+def _closed(calendar: OpenHours, a: datetime, b: datetime) -> timedelta:
+    return (b - a) - calendar.between(a, b)
+
+
+def _requested(
+    start: datetime, end: datetime, windows: Sequence[RequestWindow], calendar: OpenHours
+) -> tuple[timedelta, Hashable | None]:
+    """The closed time of ``[start, end)`` inside the union of the windows, and the
+    window covering most of it (the first on a tie)."""
+    clipped = [
+        (max(w.starts_at, start), min(w.ends_at, end), w.ref)
+        for w in windows
+        if w.starts_at < end and w.ends_at > start
+    ]
+    best: Hashable | None = None
+    most = timedelta(0)
+    for a, b, ref in clipped:
+        share = _closed(calendar, a, b)
+        if share > most:
+            best, most = ref, share
+    covered = timedelta(0)
+    reach: datetime | None = None  # end of the union so far, walking by start
+    for a, b, _ in sorted(clipped, key=lambda w: w[0]):
+        if reach is not None and a < reach:
+            a = reach
+        if b > a:
+            covered += _closed(calendar, a, b)
+        reach = b if reach is None else max(reach, b)
+    return covered, best
+
+
 def charge(
     *,
     kind: EntryKind,
@@ -90,36 +173,55 @@ def charge(
     occurred_at: datetime,
     rules: Billing,
     calendar: OpenHours,
+    requests: Sequence[RequestWindow] = (),
 ) -> Charge:
-    """The charge of one entry; raises ``AfterHoursNotAllowed`` when it has after-hours
-    time and the plan does not allow it. ``minutes`` >= 0 and ``consultants`` >= 1."""
+    """The charge of one entry under the client's after-hours ``requests``; raises
+    ``AfterHoursNotAllowed`` when it has after-hours time and the plan does not allow
+    it, ``AfterHoursNotRequested`` when some of it is outside every requested window
+    and the plan refuses that. ``minutes`` >= 0 and ``consultants`` >= 1."""
     if minutes < 0:
         raise ValueError("minutes must be >= 0")
     if consultants < 1:
         raise ValueError("consultants must be >= 1")
+    chosen: Hashable | None = None
     if kind is EntryKind.follow_up:
         base = Fraction(rules.follow_up_minutes)
-        closed = Fraction(0) if calendar.is_open(occurred_at) else Fraction(1)
+        closed = requested = Fraction(0)
+        if not calendar.is_open(occurred_at):
+            closed = Fraction(1)
+            covering = [w for w in requests if w.starts_at <= occurred_at < w.ends_at]
+            if covering:
+                chosen, requested = covering[0].ref, Fraction(1)
     else:
         factor = consultants if kind is EntryKind.session and rules.sessions_per_consultant else 1
         base = Fraction(minutes * factor)
-        if minutes == 0:
-            closed = Fraction(0)
-        else:
-            end = occurred_at + timedelta(minutes=minutes)
-            open_us = calendar.between(occurred_at, end) // timedelta(microseconds=1)
-            closed = 1 - Fraction(open_us, minutes * _MICROS_PER_MINUTE)
+        closed = requested = Fraction(0)
+        if minutes > 0:
+            start, end = _span(kind, minutes, occurred_at)
+            span_us = minutes * _MICROS_PER_MINUTE
+            closed_us = _closed(calendar, start, end) // timedelta(microseconds=1)
+            closed = Fraction(closed_us, span_us)
+            if closed_us:
+                covered, chosen = _requested(start, end, requests, calendar)
+                requested = Fraction(covered // timedelta(microseconds=1), span_us)
     after = base * closed
+    premium = base * requested  # after-hours time inside a requested window
+    plain = after - premium
     multiplier = multiplier_of(rules)
     after_minutes = round_half_up(after)
+    unrequested_minutes = round_half_up(plain)
     if after > 0 and not rules.after_hours_allowed:
         raise AfterHoursNotAllowed(max(after_minutes, 1))
-    charged = (base - after) + after * Fraction(multiplier)
+    if plain > 0 and rules.after_hours_unrequested is UnrequestedAfterHours.REFUSE:
+        raise AfterHoursNotRequested(max(unrequested_minutes, 1))
+    charged = (base - premium) + premium * Fraction(multiplier)
     return Charge(
         base_minutes=round_half_up(base),
         after_hours_minutes=after_minutes,
-        multiplier=multiplier if after > 0 else Decimal(1),
+        unrequested_minutes=unrequested_minutes,
+        multiplier=multiplier if premium > 0 else Decimal(1),
         charged_minutes=round_half_up(charged),
+        request=chosen if premium > 0 else None,
     )
 
 

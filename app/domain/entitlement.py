@@ -80,6 +80,7 @@ __all__ = [
     "PlanTerms",
     "Reason",
     "RequiresCycle",
+    "UnrequestedAfterHours",
     "counting_contracts",
     "coverage_of",
     "decide",
@@ -113,6 +114,14 @@ class RequiresCycle(ValueError):
 # ----------------------------------------------------------------------------- data
 
 
+class UnrequestedAfterHours(StrEnum):
+    """What a plan does with after-hours time the client did not request (seed 004:
+    after-hours attention is requested in advance, by e-mail)."""
+
+    BUSINESS_RATE = "business_rate"  # charged as business time, without the multiplier
+    REFUSE = "refuse"  # manual entries refused; automatic follow-ups recorded unbilled
+
+
 @dataclass(frozen=True, kw_only=True)
 class Billing:
     """Seed 004's billing rules (used by work logs; carried here for intake)."""
@@ -121,6 +130,7 @@ class Billing:
     sessions_per_consultant: bool = True
     after_hours_allowed: bool = False
     after_hours_multiplier: float = 1.5
+    after_hours_unrequested: UnrequestedAfterHours = UnrequestedAfterHours.BUSINESS_RATE
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -63,6 +63,16 @@ Decisions
   any status other than `waiting_on_customer` resets them to 0.
 * `occurred_at` may be up to `FUTURE_TOLERANCE` (2 s) ahead of the server's
   `now` to absorb client clock skew; such an instant is recorded as `now`.
+* Back-dating is bounded by what *people* recorded: an action may be dated at or
+  after the ticket's receipt and its latest event recorded by a person (an
+  agent, a customer, an API key acting for one, or an administrator's plan or
+  calendar edit, which re-timed the clocks from its instant). The system's own
+  events (threshold firings, the escalation at a breach, the auto-close) do not
+  bound it: they follow from the history and are re-derived when it changes.
+* An auto-close that fired at `closed_at` still stands after an action dated
+  before it only if the ticket still waits on the customer with that close
+  pending (`auto_close_stands`); otherwise the late action shows it should not
+  have happened (a customer reply logged late), and the service withdraws it.
 """
 
 from __future__ import annotations
@@ -103,6 +113,7 @@ __all__ = [
     "apply_action",
     "apply_clock_ops",
     "auto_close_directive",
+    "auto_close_stands",
     "check_escalation",
     "check_occurred_at",
     "clock_ops",
@@ -588,14 +599,15 @@ def _aware(name: str, value: datetime) -> datetime:
 def resolve_occurred_at(
     occurred_at: datetime,
     now: datetime,
-    last_event_at: datetime | None,
+    bound: datetime | None,
     *,
     tolerance: timedelta = FUTURE_TOLERANCE,
 ) -> datetime:
     """Validate a command's `occurred_at` and return the UTC instant to record:
     never in the future (up to `tolerance` ahead is clock skew and becomes
-    `now`), never before the ticket's latest event (equal is fine: several
-    things can happen in the same second)."""
+    `now`), never before `bound`, the ticket's latest event recorded by a person
+    (see the module docstring; equal is fine: several things can happen in the
+    same second)."""
     occurred_at = _aware("occurred_at", occurred_at)
     now = _aware("now", now)
     if occurred_at > now + tolerance:
@@ -603,21 +615,32 @@ def resolve_occurred_at(
             "in_future", f"occurred_at {occurred_at.isoformat()} is in the future"
         )
     recorded = min(occurred_at, now)
-    if last_event_at is not None:
-        last_event_at = _aware("last_event_at", last_event_at)
-        if occurred_at < last_event_at:
+    if bound is not None:
+        bound = _aware("bound", bound)
+        if occurred_at < bound:
             raise InvalidOccurredAt(
                 "before_last_event",
                 f"occurred_at {occurred_at.isoformat()} precedes the ticket's latest "
-                f"event at {last_event_at.isoformat()}",
+                f"event recorded by a person, at {bound.isoformat()}",
             )
         # Another replica's clock may run slightly ahead of ours: clamping to our
         # `now` must not move the instant before an event it legitimately follows.
-        recorded = max(recorded, last_event_at)
+        recorded = max(recorded, bound)
     return recorded
 
 
-def check_occurred_at(occurred_at: datetime, now: datetime, last_event_at: datetime | None) -> None:
+def check_occurred_at(occurred_at: datetime, now: datetime, bound: datetime | None) -> None:
     """Raise InvalidOccurredAt unless `occurred_at` is acceptable (see
     `resolve_occurred_at`, which also gives the instant to record)."""
-    resolve_occurred_at(occurred_at, now, last_event_at)
+    resolve_occurred_at(occurred_at, now, bound)
+
+
+def auto_close_stands(
+    status: TicketStatus, auto_close_at: datetime | None, closed_at: datetime
+) -> bool:
+    """Whether an auto-close that fired at `closed_at` still stands once an action dated
+    before it is taken into account: the ticket, as the late action leaves it, still
+    waits on the customer with a close pending by that instant."""
+    return (
+        status is S.WAITING_ON_CUSTOMER and auto_close_at is not None and auto_close_at <= closed_at
+    )

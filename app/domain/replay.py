@@ -26,6 +26,11 @@ Decisions
   The auto-close itself is a `closed` event and is replayed like any close.
 * A plan or calendar edit in the ticket's life (`sla_recomputed`) is not re-enacted:
   the replay applies the given terms to the whole life. `Replay.retimed` says so.
+* Events are replayed in the order they happened (`at`; among equal instants, the
+  order given, which is the order they were recorded): an action logged late, dated
+  before system events already recorded, takes its place in the history.
+* A system event later withdrawn (`TimelineEvent.withdrawn`: an auto-close that a
+  customer reply logged late showed should not have happened) is skipped.
 * An event the lifecycle refuses (a timeline this module cannot follow) is skipped and
   counted in `Replay.skipped`, never raised: a report must not fail for one ticket.
 * Outcome at `now`, as `sla.read` says: `breached` if the clock breached (recorded, or
@@ -101,12 +106,14 @@ class TicketFacts:
 @dataclass(frozen=True, kw_only=True)
 class TimelineEvent:
     """One timeline line. `system`: recorded by the service itself (the timer).
-    `to_tier` for `escalated`, `close_reason` for `closed`, `severity`/`category`
-    (the values after the change) for `changed`."""
+    `withdrawn`: a system event the service withdrew later (skipped). `to_tier` for
+    `escalated`, `close_reason` for `closed`, `severity`/`category` (the values after
+    the change) for `changed`."""
 
     kind: str
     at: datetime
     system: bool = False
+    withdrawn: bool = False
     to_tier: int | None = None
     close_reason: str | None = None
     severity: Severity | None = None
@@ -232,7 +239,9 @@ def replay(
     answered = False
     skipped = 0
     retimed = False
-    for event in events:
+    for event in sorted(events, key=lambda e: e.at):  # stable: equal instants keep order
+        if event.withdrawn:
+            continue
         if event.kind in RETIMING_KINDS:
             retimed = True
             continue

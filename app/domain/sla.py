@@ -51,9 +51,12 @@ crossings recorded so far (`Clock.crossings`: threshold + exact instant).
   crossings at the retarget instant (the new target did not apply earlier);
   the breach is recorded there only if elapsed is strictly beyond the new
   duration (exactly equal still means "due now").
-* A service that fires a threshold should count the firing as a ticket event:
-  time-stamped commands may not precede the ticket's latest event, so nothing
-  can later be back-dated before an instant that already fired.
+* A firing is not a bound on back-dating: an action logged late may be dated
+  before a threshold that already fired (a call answered at 10:05 and logged at
+  10:20). The clock then takes the action at its instant, and
+  `unheld_firings(clock, fired, until, cal)` names the fired thresholds the
+  corrected history no longer supports (not crossed by `until`, or crossed at
+  another instant), for the service to withdraw.
 
 Transition rules (decisions)
 ----------------------------
@@ -67,6 +70,12 @@ Transition rules (decisions)
 * Best-effort targets (`minutes is None`) have no thresholds, no due instant and
   are never breached, but their clocks still count elapsed time so that a
   retarget to a timed target keeps it.
+* A stopped timed clock keeps the due instant in force when it stopped
+  (`Clock.final_due_at`, fixed by `stop` with the calendar of that moment, so a
+  later calendar edit never rewrites history): the breach instant if it
+  breached, else the instant the remaining time would have run out from the
+  stop (for a clock running at the stop, that is exactly its due instant; for
+  one stopped while paused, the instant it would have been due had it run on).
 """
 
 from __future__ import annotations
@@ -113,6 +122,7 @@ __all__ = [
     "stop",
     "targets_from_config",
     "thresholds_of",
+    "unheld_firings",
 ]
 
 MIN_TIER = 1
@@ -517,9 +527,19 @@ class Clock:
     stopped_at: datetime | None = None
     breached_at: datetime | None = None
     crossings: tuple[Crossing, ...] = ()
+    # The due instant in force when it stopped (None while not stopped, for best effort,
+    # and on clocks stored before it was kept: `read` then derives it).
+    final_due_at: datetime | None = None
 
     def __post_init__(self) -> None:
-        for name in ("started_at", "changed_at", "running_since", "stopped_at", "breached_at"):
+        for name in (
+            "started_at",
+            "changed_at",
+            "running_since",
+            "stopped_at",
+            "breached_at",
+            "final_due_at",
+        ):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, _utc(name, value))
@@ -542,6 +562,8 @@ class Clock:
             raise ClockError("a best-effort clock has no thresholds")
         if self.changed_at < self.started_at:
             raise ClockError("changed_at precedes started_at")
+        if self.final_due_at is not None and self.stopped_at is None:
+            raise ClockError("only a stopped clock has a final due instant")
         for name in ("running_since", "stopped_at"):
             value: datetime | None = getattr(self, name)
             if value is not None and not self.started_at <= value <= self.changed_at:
@@ -685,7 +707,20 @@ def stop(clock: Clock, at: datetime, cal: BusinessTime) -> Clock:
         return clock
     if clock.is_running:
         clock = _close_segment(clock, at, cal)
-    return replace(clock, running_since=None, stopped_at=at, changed_at=at)
+    stopped = replace(clock, running_since=None, stopped_at=at, changed_at=at)
+    return replace(stopped, final_due_at=_stopped_due(stopped, cal))
+
+
+def _stopped_due(clock: Clock, cal: BusinessTime) -> datetime | None:
+    """The due instant in force when `clock` stopped (see the module docstring)."""
+    if clock.minutes is None or clock.stopped_at is None:
+        return None
+    if clock.breached_at is not None:
+        return clock.breached_at
+    remaining = timedelta(minutes=clock.minutes) - clock.elapsed
+    if remaining > _ZERO:
+        return cal.add(clock.stopped_at, remaining)
+    return clock.stopped_at  # stopped exactly at its due instant
 
 
 def continue_stopped(clock: Clock, at: datetime) -> Clock:
@@ -696,7 +731,7 @@ def continue_stopped(clock: Clock, at: datetime) -> Clock:
         return clock
     if clock.is_paused:
         raise ClockTransitionError("continue", "it is paused, not stopped; use resume")
-    return replace(clock, stopped_at=None, running_since=at, changed_at=at)
+    return replace(clock, stopped_at=None, running_since=at, changed_at=at, final_due_at=None)
 
 
 def retarget(clock: Clock, new_target: Target, at: datetime, cal: BusinessTime) -> Clock:
@@ -766,7 +801,11 @@ class ClockReading:
     * `remaining` is clamped at zero and `overdue` is the business time beyond
       the target (both None for best effort). A clock can be breached with zero
       overdue: resolved on Saturday after a Friday 18:00 due time.
-    * `due_at` only while running (a paused clock has no due instant).
+    * `met_by`: for a met clock, the business time it had left when it stopped
+      (None otherwise).
+    * `due_at` while running, and on a stopped timed clock the due instant in
+      force when it stopped (`Clock.final_due_at`); None while paused (a paused
+      clock has no due instant) and for best effort.
     * `breached_at` is the due instant at which it breached, also for a running
       clock whose breach was not recorded by a transition yet.
     * `state`: best-effort clocks read `best_effort` even when stopped (there
@@ -786,6 +825,7 @@ class ClockReading:
     due_at: datetime | None
     stopped_at: datetime | None
     breached_at: datetime | None
+    met_by: timedelta | None = None
 
 
 def _segment_due(clock: Clock, cal: BusinessTime) -> datetime:
@@ -818,6 +858,8 @@ def read(clock: Clock, now: datetime, cal: BusinessTime) -> ClockReading:
             due_at = _segment_due(clock, cal)
             if breached_at is None and due_at < now:
                 breached_at = due_at
+        elif clock.is_stopped:
+            due_at = clock.final_due_at or _stopped_due(clock, cal)
     if clock.minutes is None:
         state = ClockState.BEST_EFFORT
     elif breached_at is not None:
@@ -840,6 +882,7 @@ def read(clock: Clock, now: datetime, cal: BusinessTime) -> ClockReading:
         due_at=due_at,
         stopped_at=clock.stopped_at,
         breached_at=breached_at,
+        met_by=remaining if state is ClockState.MET else None,
     )
 
 
@@ -879,3 +922,15 @@ def next_threshold(clock: Clock, fired_keys: Collection[str], cal: BusinessTime)
                 pending.append(Crossing(threshold, _reach_instant(clock, threshold, cal)))
                 break
     return min(pending, key=_order, default=None)
+
+
+def unheld_firings(
+    clock: Clock, fired: Mapping[str, datetime], until: datetime, cal: BusinessTime
+) -> list[str]:
+    """Keys of fired thresholds (key -> the instant it fired for) that the clock, as it
+    is now, does not support: not crossed by `until`, or crossed at another instant.
+    That happens only after an action dated before a firing (a reply logged late that
+    stopped the clock in time); the service withdraws them. Oldest firing first."""
+    crossed = {c.threshold.key: c.at for c in crossings(clock, until, cal)}
+    unheld = [key for key, at in fired.items() if crossed.get(key) != _utc("fired", at)]
+    return sorted(unheld, key=lambda key: (fired[key], key))

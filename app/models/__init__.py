@@ -2,7 +2,7 @@
 
 from app.models.api_key import ApiKey
 from app.models.base import Entity, metadata
-from app.models.billing import TicketAuthorization, Worklog
+from app.models.billing import AfterHoursRequest, TicketAuthorization, Worklog
 from app.models.calendar import CalendarRow
 from app.models.contract import Contract
 from app.models.directory import Agent, Contact, Organization
@@ -12,6 +12,7 @@ from app.models.tickets import IdempotencyKey, SlaClock, SlaFiring, Ticket, Tick
 from app.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookSubscription
 
 __all__ = [
+    "AfterHoursRequest",
     "Agent",
     "ApiKey",
     "CalendarRow",

@@ -56,6 +56,17 @@ class Worklog(Entity, table=True):
         sa_column=Column(ForeignKey("ticket_events.id", ondelete="SET NULL"), nullable=True),
     )
     note: str | None = Field(default=None, sa_type=Text)
+    # Of after_hours_minutes, the part outside every window the client requested (charged
+    # as business time), and the request the rest (charged x multiplier) relies on.
+    unrequested_minutes: int = Field(
+        default=0, sa_type=Integer, sa_column_kwargs={"server_default": "0"}
+    )
+    after_hours_request_id: uuid.UUID | None = Field(
+        default=None,
+        sa_column=Column(
+            ForeignKey("after_hours_requests.id", ondelete="RESTRICT"), nullable=True, index=True
+        ),
+    )
 
 
 class TicketAuthorization(Entity, table=True):
@@ -84,3 +95,38 @@ class TicketAuthorization(Entity, table=True):
     decided_by: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
     decided_at: datetime | None = timestamptz(nullable=True, default=None)
     note: str | None = Field(default=None, sa_type=Text)
+
+
+class AfterHoursRequest(Entity, table=True):
+    """The client's request for after-hours attention (seed 004: "they must request it in
+    advance and via email"): who asked, when, for which window. On a ticket, or on a
+    contract as a standing agreement for all its tickets."""
+
+    __tablename__ = "after_hours_requests"
+    __table_args__ = (
+        CheckConstraint("(ticket_id IS NULL) <> (contract_id IS NULL)", name="scope"),
+        CheckConstraint("ends_at > starts_at", name="window"),
+        CheckConstraint("requested_at <= starts_at", name="in_advance"),
+        Index("ix_after_hours_requests_ticket_id_starts_at", "ticket_id", "starts_at"),
+        Index("ix_after_hours_requests_contract_id_starts_at", "contract_id", "starts_at"),
+    )
+
+    organization_id: uuid.UUID = Field(
+        sa_column=Column(ForeignKey("organizations.id", ondelete="RESTRICT"), nullable=False)
+    )
+    ticket_id: uuid.UUID | None = Field(
+        default=None, sa_column=Column(ForeignKey("tickets.id", ondelete="CASCADE"), nullable=True)
+    )
+    contract_id: uuid.UUID | None = Field(
+        default=None,
+        sa_column=Column(ForeignKey("contracts.id", ondelete="CASCADE"), nullable=True),
+    )
+    contact_id: uuid.UUID = Field(
+        sa_column=Column(ForeignKey("contacts.id", ondelete="RESTRICT"), nullable=False)
+    )
+    requested_at: datetime = timestamptz()
+    starts_at: datetime = timestamptz()
+    ends_at: datetime = timestamptz()
+    channel: str = Field(default="email", sa_type=String(20))
+    reference: str | None = Field(default=None, sa_type=Text)
+    recorded_by: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)

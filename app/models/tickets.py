@@ -109,6 +109,10 @@ class Ticket(Entity, table=True):
     next_due_at: datetime | None = timestamptz(nullable=True, default=None)
     last_event_at: datetime = timestamptz()
     version: int = Field(default=1, sa_type=Integer)
+    # While closed by the timer's auto-close: what it closed (contact attempts, the close
+    # instant and event, each clock as it was), so that an action logged late and dated
+    # before the close can be taken at its instant (services/reevaluation.py).
+    auto_closed_from: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
 
 
 class TicketEvent(SQLModel, table=True):
@@ -177,6 +181,8 @@ class SlaClock(SQLModel, table=True):
     # Derived, stored for indexes: due instant while running; next unfired threshold.
     due_at: datetime | None = timestamptz(nullable=True, default=None)
     next_check_at: datetime | None = timestamptz(nullable=True, default=None)
+    # History: the due instant in force when it stopped (app.domain.sla.Clock).
+    final_due_at: datetime | None = timestamptz(nullable=True, default=None)
 
 
 class SlaFiring(SQLModel, table=True):

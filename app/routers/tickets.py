@@ -218,7 +218,10 @@ def _action_route(action: Action, model: type[ActionBase]) -> None:
         summary=f"{action.value.replace('_', ' ').capitalize()}",
         description=_ACTION_DOCS[action]
         + " Takes an optional `occurred_at` (default now; never in the future; never before "
-        "the ticket's latest event).",
+        "the ticket's receipt or its latest event recorded by a person). It may precede the "
+        "system's own events: warnings and breaches that no longer hold are retracted "
+        "(`sla.retracted`), and an auto-close it precedes is withdrawn when the action shows "
+        "the customer was no longer awaited.",
         name=f"ticket_{action.value}",
     )
 

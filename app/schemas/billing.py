@@ -36,8 +36,14 @@ class WorklogCreate(StrictModel):
     )
     occurred_at: Instant | None = Field(
         default=None,
-        description="when it started (default now; never in the future, never before the "
-        "ticket was received)",
+        description="when it started (a follow-up: when it happened); never before the "
+        "ticket was received, and it must end by now. Without it (and without `ended_at`) "
+        "the entry ends now: it started `minutes` ago",
+    )
+    ended_at: Instant | None = Field(
+        default=None,
+        description="instead of `occurred_at`: when it ended (never in the future); it started "
+        "`minutes` before",
     )
     agent_id: uuid.UUID | None = Field(
         default=None, description="who did it (default: the key's agent)"
@@ -53,16 +59,26 @@ class WorklogRead(ReadModel):
     kind: EntryKind
     source: str = Field(description="`manual`, or `auto` (written by a ticket action)")
     agent_id: uuid.UUID | None
-    occurred_at: datetime
+    occurred_at: datetime = Field(description="when it started")
     minutes: int = Field(description="length as entered (a follow-up's charge ignores it)")
     consultants: int
     after_hours_minutes: int = Field(description="minutes outside the plan's hours")
-    multiplier: float = Field(description="applied to the after-hours minutes")
+    unrequested_minutes: int = Field(
+        description="of those, the minutes outside every window the client requested: "
+        "charged as business time"
+    )
+    multiplier: float = Field(
+        description="applied to the after-hours minutes inside a requested window"
+    )
+    after_hours_request_id: uuid.UUID | None = Field(
+        description="the client's after-hours request the multiplied minutes rely on"
+    )
     charged_minutes: int = Field(description="0 when not billable")
     billable: bool
     unbilled_reason: str | None = Field(
         description="why an automatic follow-up was not billed: `after_hours_not_allowed`, "
-        "`authorization_pending`, `authorization_declined`; `not_billable` when entered so"
+        "`after_hours_not_requested`, `authorization_pending`, `authorization_declined`; "
+        "`not_billable` when entered so"
     )
     event_id: uuid.UUID | None = Field(description="the timeline event that wrote it (auto)")
     note: str | None
@@ -141,8 +157,12 @@ WORKLOG_EXAMPLES: dict[str, Any] = {
         "summary": "A follow-up e-mail (charged the plan's 15 minutes)",
         "value": {"kind": "follow_up"},
     },
+    "just_worked": {
+        "summary": "45 minutes of work that ended now (started 45 minutes ago)",
+        "value": {"kind": "work", "minutes": 45},
+    },
     "work": {
-        "summary": "An hour of work after hours (x 1.5 where the plan allows it)",
+        "summary": "An hour of work after hours (x 1.5 inside a window the client requested)",
         "value": {"kind": "work", "minutes": 60, "occurred_at": "2026-11-10T19:00:00-06:00"},
     },
 }

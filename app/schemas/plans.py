@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
@@ -76,7 +76,19 @@ class AutoClose(StrictModel):
 
 class AfterHours(StrictModel):
     allowed: bool = Field(default=False, description="attention after hours, on request")
-    multiplier: float = Field(default=1.5, ge=1, le=10, description="billed time factor")
+    multiplier: float = Field(
+        default=1.5,
+        ge=1,
+        le=10,
+        description="billed time factor of after-hours time inside a window the client "
+        "requested (`/after-hours-requests`)",
+    )
+    unrequested: Literal["business_rate", "refuse"] = Field(
+        default="business_rate",
+        description="after-hours time outside every requested window: `business_rate` "
+        "charges it as business time; `refuse` refuses manual entries (422 "
+        "`after-hours-not-requested`) and records automatic follow-ups unbilled",
+    )
 
 
 class Billing(StrictModel):

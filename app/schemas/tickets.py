@@ -21,7 +21,9 @@ OCCURRED_AT = Field(
     default=None,
     description=(
         "When it happened (default: now). Never in the future, never before the ticket's "
-        "latest event. Customer keys cannot back-date."
+        "receipt or its latest event recorded by a person; it may precede the system's own "
+        "events (SLA warnings and breaches, an auto-close), which are then re-evaluated. "
+        "Customer keys cannot back-date."
     ),
 )
 
@@ -131,10 +133,21 @@ class ClockRead(ReadModel):
     state: Literal["running", "paused", "met", "breached", "best_effort"]
     running: bool
     started_at: datetime
-    due_at: datetime | None = Field(description="null while paused, stopped or best effort")
-    elapsed_seconds: int
-    remaining_seconds: int | None
-    overdue_seconds: int | None
+    due_at: datetime | None = Field(
+        description="the due instant: while running, and on a met or breached clock the one "
+        "in force when it stopped (for a clock stopped while paused, when it would have been "
+        "due had it run on from the stop); null only while paused and for best effort"
+    )
+    elapsed_seconds: int = Field(description="business time counted (seconds)")
+    remaining_seconds: int | None = Field(description="business time left, never below 0")
+    overdue_seconds: int | None = Field(
+        description="business time beyond the target (0 when not overdue; null: best effort)"
+    )
+    met_by_seconds: int | None = Field(
+        default=None,
+        description="on a met clock, the business time it had left when it stopped (the "
+        "margin by which it was met); null otherwise",
+    )
     stopped_at: datetime | None
     breached_at: datetime | None = Field(
         description="the due instant at which it breached (set even if nobody looked)"

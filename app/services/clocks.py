@@ -60,38 +60,83 @@ def _threshold(data: dict[str, Any]) -> Threshold:
     )
 
 
-def to_domain(row: SlaClock) -> Clock:
+def _fields(clock: Clock) -> dict[str, Any]:
+    """A domain clock as the row's column values (instants as datetimes)."""
+    return {
+        "minutes": clock.minutes,
+        "kind": clock.kind.value,
+        "thresholds": [_threshold_json(t) for t in clock.thresholds],
+        "started_at": clock.started_at,
+        "changed_at": clock.changed_at,
+        "running_since": clock.running_since,
+        "elapsed_us": clock.elapsed // _US,
+        "stopped_at": clock.stopped_at,
+        "breached_at": clock.breached_at,
+        "crossings": [
+            {"threshold": _threshold_json(c.threshold), "at": c.at.isoformat()}
+            for c in clock.crossings
+        ],
+        "final_due_at": clock.final_due_at,
+    }
+
+
+def _clock(metric: str, f: dict[str, Any]) -> Clock:
     return Clock(
-        metric=Metric(row.metric),
-        minutes=row.minutes,
-        kind=ClockKind(row.kind),
-        thresholds=tuple(_threshold(t) for t in row.thresholds),
-        started_at=row.started_at,
-        changed_at=row.changed_at,
-        running_since=row.running_since,
-        elapsed=timedelta(microseconds=row.elapsed_us),
-        stopped_at=row.stopped_at,
-        breached_at=row.breached_at,
+        metric=Metric(metric),
+        minutes=f["minutes"],
+        kind=ClockKind(f["kind"]),
+        thresholds=tuple(_threshold(t) for t in f["thresholds"]),
+        started_at=f["started_at"],
+        changed_at=f["changed_at"],
+        running_since=f["running_since"],
+        elapsed=timedelta(microseconds=f["elapsed_us"]),
+        stopped_at=f["stopped_at"],
+        breached_at=f["breached_at"],
         crossings=tuple(
             Crossing(_threshold(c["threshold"]), datetime.fromisoformat(c["at"]))
-            for c in row.crossings
+            for c in f["crossings"]
         ),
+        final_due_at=f["final_due_at"],
     )
 
 
+_INSTANTS = (
+    "started_at",
+    "changed_at",
+    "running_since",
+    "stopped_at",
+    "breached_at",
+    "final_due_at",
+)
+# The sla_clocks columns a domain clock is made of (the keys of _fields).
+_COLUMNS = ("minutes", "kind", "thresholds", "elapsed_us", "crossings", *_INSTANTS)
+
+
+def to_domain(row: SlaClock) -> Clock:
+    return _clock(row.metric, {name: getattr(row, name) for name in _COLUMNS})
+
+
 def _write(row: SlaClock, clock: Clock) -> None:
-    row.minutes = clock.minutes
-    row.kind = clock.kind.value
-    row.thresholds = [_threshold_json(t) for t in clock.thresholds]
-    row.started_at = clock.started_at
-    row.changed_at = clock.changed_at
-    row.running_since = clock.running_since
-    row.elapsed_us = clock.elapsed // _US
-    row.stopped_at = clock.stopped_at
-    row.breached_at = clock.breached_at
-    row.crossings = [
-        {"threshold": _threshold_json(c.threshold), "at": c.at.isoformat()} for c in clock.crossings
-    ]
+    for name, value in _fields(clock).items():
+        setattr(row, name, value)
+
+
+def clock_json(clock: Clock) -> dict[str, Any]:
+    """A domain clock as JSON, to keep a copy of it outside its row."""
+    fields = _fields(clock)
+    for name in _INSTANTS:
+        if fields[name] is not None:
+            fields[name] = fields[name].isoformat()
+    return {"metric": clock.metric.value, **fields}
+
+
+def clock_from_json(data: dict[str, Any]) -> Clock:
+    """The domain clock :func:`clock_json` wrote."""
+    fields = {k: v for k, v in data.items() if k != "metric"}
+    for name in _INSTANTS:
+        if fields[name] is not None:
+            fields[name] = datetime.fromisoformat(fields[name])
+    return _clock(data["metric"], fields)
 
 
 # ------------------------------------------------------------------------- calendars
@@ -152,16 +197,23 @@ def new_row(
 async def fired_keys(
     session: AsyncSession, clock_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, set[str]]:
+    return {clock_id: set(keys) for clock_id, keys in (await firings(session, clock_ids)).items()}
+
+
+async def firings(
+    session: AsyncSession, clock_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, datetime]]:
+    """The thresholds fired on these clocks: key -> the instant each fired for."""
     if not clock_ids:
         return {}
     rows = await session.execute(
-        select(col(SlaFiring.clock_id), col(SlaFiring.key)).where(
+        select(col(SlaFiring.clock_id), col(SlaFiring.key), col(SlaFiring.instant)).where(
             col(SlaFiring.clock_id).in_(clock_ids)
         )
     )
-    found: dict[uuid.UUID, set[str]] = {}
-    for clock_id, key in rows:
-        found.setdefault(clock_id, set()).add(key)
+    found: dict[uuid.UUID, dict[str, datetime]] = {}
+    for clock_id, key, instant in rows:
+        found.setdefault(clock_id, {})[key] = instant
     return found
 
 

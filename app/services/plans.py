@@ -18,7 +18,13 @@ from sqlalchemy.orm import aliased
 from sqlmodel import col
 
 from app.domain.entitlement import Billing as BillingTerms
-from app.domain.entitlement import Period, PlanTerms, find_requires_cycle, uncovered
+from app.domain.entitlement import (
+    Period,
+    PlanTerms,
+    UnrequestedAfterHours,
+    find_requires_cycle,
+    uncovered,
+)
 from app.domain.lifecycle import PAUSABLE_STATUSES, AutoClosePolicy
 from app.domain.sla import AmbiguousTargets, InvalidTarget, Target, check_targets
 from app.domain.vocab import Category, Channel, ClockKind, Severity, TicketStatus
@@ -472,6 +478,9 @@ def terms_of(row: Plan, timezone: str, requires_code: str | None) -> PlanTerms:
             sessions_per_consultant=billing.get("sessions_per_consultant", True),
             after_hours_allowed=after_hours.get("allowed", False),
             after_hours_multiplier=after_hours.get("multiplier", 1.5),
+            after_hours_unrequested=UnrequestedAfterHours(
+                after_hours.get("unrequested", UnrequestedAfterHours.BUSINESS_RATE)
+            ),
         ),
         targets=parse_targets(row.targets, "plan"),
         version=row.version,

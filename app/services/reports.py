@@ -435,7 +435,23 @@ async def _inline_plan(session: AsyncSession, data: PlanCreate, now: datetime) -
     )
 
 
-def _event(kind: str, at: datetime, actor: dict[str, Any], data: dict[str, Any]) -> TimelineEvent:
+def _withdrawn(events: Sequence[Any]) -> set[str]:
+    """Ids of the system events a later event withdrew (an auto-close a late customer
+    reply showed should not have happened: services/reevaluation.py)."""
+    return {
+        str(e.data["event_id"])
+        for e in events
+        if e.kind == "auto_close_withdrawn" and (e.data or {}).get("event_id")
+    }
+
+
+def _event(
+    kind: str,
+    at: datetime,
+    actor: dict[str, Any],
+    data: dict[str, Any],
+    withdrawn: bool = False,
+) -> TimelineEvent:
     to_tier = data.get("to_tier")
     reason = data.get("reason")
     after = data.get("to") if kind == "changed" else None
@@ -447,6 +463,7 @@ def _event(kind: str, at: datetime, actor: dict[str, Any], data: dict[str, Any])
         kind=kind,
         at=at,
         system=actor.get("role") == "system",
+        withdrawn=withdrawn,
         to_tier=to_tier if isinstance(to_tier, int) and not isinstance(to_tier, bool) else None,
         close_reason=reason if kind == "closed" and isinstance(reason, str) else None,
         severity=severity,
@@ -480,7 +497,7 @@ ORDER BY t.received_at, t.id
 LIMIT :chunk"""
 
 _EVENTS = """
-SELECT e.ticket_id, e.kind, e.occurred_at, e.actor, e.data
+SELECT e.id, e.ticket_id, e.kind, e.occurred_at, e.actor, e.data
 FROM ticket_events e WHERE e.ticket_id = ANY(:ids)
 ORDER BY e.ticket_id, e.seq"""
 
@@ -567,12 +584,17 @@ async def simulate(
                     terms = _NO_TERMS
                 else:
                     terms = await own.of(session, ticket.plan_snapshot)
+            withdrawn = _withdrawn(events)
             result = replaying.replay(
                 facts,
-                [_event(e.kind, e.occurred_at, e.actor or {}, e.data or {}) for e in events],
+                [
+                    _event(e.kind, e.occurred_at, e.actor or {}, e.data or {},
+                           str(e.id) in withdrawn)
+                    for e in events
+                ],
                 terms,
                 now,
-            )
+            )  # fmt: skip
             retimed += result.retimed
             skipped += result.skipped
             for metric in Metric:

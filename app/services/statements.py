@@ -4,9 +4,11 @@ log entries of one month, and the month's totals.
 * The month is ``[local midnight of the 1st, local midnight of the next 1st)`` in ``tz``
   (a midnight skipped by a DST change starts the day at the change, as the clock does).
 * Lines: the billable entries (``worklogs.billable``), by ``(occurred_at, id)``, one page
-  at a time (keyset cursor). Staff keys also get ``agent_id`` and ``note``.
+  at a time (keyset cursor), each with the client's after-hours request its multiplied
+  minutes rely on (services/after_hours.py). Staff keys also get ``agent_id`` and ``note``.
 * Totals: one SQL aggregate (:data:`TOTALS`) over the whole month, whatever the page:
-  billable entries, raw / charged / after-hours minutes, per kind and per contract, and
+  billable entries, raw / charged / after-hours (and unrequested after-hours) minutes, per
+  kind and per contract, and
   the non-billable entries (charged 0 by convention) as ``unbilled``.
 
 Both queries read ``ix_worklogs_organization_id_occurred_at``.
@@ -30,11 +32,12 @@ from sqlmodel import col
 from app.domain.billing import EntryKind
 from app.errors import NotFound, invalid_field
 from app.models import Organization
-from app.models.billing import Worklog
+from app.models.billing import AfterHoursRequest, Worklog
 from app.models.tickets import Ticket
 from app.pagination import keyset, page_of
 from app.schemas.common import MAX_YEAR, MIN_YEAR
 from app.schemas.statements import (
+    AfterHoursRequestRef,
     ContractTotal,
     KindTotal,
     Statement,
@@ -59,6 +62,7 @@ SELECT GROUPING(w.kind) AS all_kinds, GROUPING(w.contract_id) AS all_contracts,
     round(COALESCE(sum(w.charged_minutes) FILTER (WHERE w.billable), 0) / 60.0, 2)
         AS charged_hours,
     COALESCE(sum(w.after_hours_minutes) FILTER (WHERE w.billable), 0) AS after_hours_minutes,
+    COALESCE(sum(w.unrequested_minutes) FILTER (WHERE w.billable), 0) AS unrequested_minutes,
     count(*) FILTER (WHERE NOT w.billable) AS unbilled_entries,
     COALESCE(sum(w.minutes) FILTER (WHERE NOT w.billable), 0) AS unbilled_minutes
 FROM worklogs w
@@ -130,14 +134,26 @@ def lines_statement(
         col(Worklog.minutes),
         col(Worklog.consultants),
         col(Worklog.after_hours_minutes),
+        col(Worklog.unrequested_minutes),
         col(Worklog.multiplier),
         col(Worklog.charged_minutes),
         col(Worklog.agent_id),
         col(Worklog.note),
+        col(AfterHoursRequest.id).label("request_id"),
+        col(AfterHoursRequest.ticket_id).label("request_ticket_id"),
+        col(AfterHoursRequest.contact_id).label("request_contact_id"),
+        col(AfterHoursRequest.requested_at).label("requested_at"),
+        col(AfterHoursRequest.starts_at).label("request_starts_at"),
+        col(AfterHoursRequest.ends_at).label("request_ends_at"),
+        col(AfterHoursRequest.reference).label("request_reference"),
     ]
     stmt: Select[Any] = (
         select(*columns)
         .join(Ticket, col(Ticket.id) == col(Worklog.ticket_id))
+        .outerjoin(
+            AfterHoursRequest,
+            col(AfterHoursRequest.id) == col(Worklog.after_hours_request_id),
+        )
         .where(
             col(Worklog.organization_id) == organization_id,
             col(Worklog.occurred_at) >= month.from_,
@@ -161,8 +177,20 @@ def _line(row: Any, staff: bool) -> StatementLine:
         "minutes": row.minutes,
         "consultants": row.consultants,
         "after_hours_minutes": row.after_hours_minutes,
+        "unrequested_minutes": row.unrequested_minutes,
         "multiplier": row.multiplier,
         "charged_minutes": row.charged_minutes,
+        "after_hours_request": None
+        if row.request_id is None
+        else AfterHoursRequestRef(
+            id=row.request_id,
+            scope="ticket" if row.request_ticket_id is not None else "contract",
+            contact_id=row.request_contact_id,
+            requested_at=row.requested_at,
+            starts_at=row.request_starts_at,
+            ends_at=row.request_ends_at,
+            reference=row.request_reference,
+        ),
     }
     if staff:  # left unset (absent from the reply) for customer keys
         fields["agent_id"] = row.agent_id
@@ -199,6 +227,7 @@ async def _totals(session: AsyncSession, org_id: uuid.UUID, month: Month) -> Sta
         charged_minutes=total.charged_minutes,
         charged_hours=total.charged_hours,
         after_hours_minutes=total.after_hours_minutes,
+        unrequested_minutes=total.unrequested_minutes,
         by_kind=list(kinds.values()),
         by_contract=contracts,
         unbilled=Unbilled(entries=total.unbilled_entries, minutes=total.unbilled_minutes),
@@ -245,29 +274,45 @@ _LINE_COLUMNS = (
     "minutes",
     "consultants",
     "after_hours_minutes",
+    "unrequested_minutes",
     "multiplier",
     "charged_minutes",
 )
+# The after-hours request a line relies on: CSV column -> its field.
+_REQUEST_COLUMNS = {
+    "after_hours_request_id": "id",
+    "after_hours_requested_at": "requested_at",
+    "after_hours_request_reference": "reference",
+}
 
 
 def to_csv(report: Statement, *, staff: bool) -> str:
     """One row per line of the page (`record` = line), then the month's total row
     (`record` = total, with the whole month's figures). Staff keys get agent_id and note."""
-    header = ["record", "entries", *_LINE_COLUMNS, "charged_hours"]
+    header = ["record", "entries", *_LINE_COLUMNS, *_REQUEST_COLUMNS, "charged_hours"]
     if staff:
         header += ["agent_id", "note"]
     rows: list[Sequence[object]] = []
     for line in report.lines:
-        row: list[object] = ["line", 1, *(getattr(line, c) for c in _LINE_COLUMNS), None]
+        request = line.after_hours_request
+        row: list[object] = [
+            "line",
+            1,
+            *(getattr(line, c) for c in _LINE_COLUMNS),
+            *(getattr(request, f) if request else None for f in _REQUEST_COLUMNS.values()),
+            None,
+        ]
         if staff:
             row += [line.agent_id, line.note]
         rows.append(row)
     t = report.totals
-    total: list[object] = ["total", t.entries, *([None] * len(_LINE_COLUMNS)), t.charged_hours]
+    blank = [None] * (len(_LINE_COLUMNS) + len(_REQUEST_COLUMNS))
+    total: list[object] = ["total", t.entries, *blank, t.charged_hours]
     first = len(("record", "entries"))
     for name, value in (
         ("minutes", t.minutes),
         ("after_hours_minutes", t.after_hours_minutes),
+        ("unrequested_minutes", t.unrequested_minutes),
         ("charged_minutes", t.charged_minutes),
     ):
         total[first + _LINE_COLUMNS.index(name)] = value

@@ -40,7 +40,7 @@ from app.schemas.tickets import (
 )
 from app.security import Principal
 from app.services import clocks as clock_store
-from app.services import tickets, worklogs
+from app.services import reevaluation, tickets, worklogs
 from app.services.plan_terms import TicketTerms
 
 # What each action is called on the timeline, and the outbox event it writes (if any).
@@ -91,8 +91,11 @@ async def perform(
         allowed = ", ".join(sorted(a.value for a in lifecycle.CUSTOMER_ACTIONS))
         raise Forbidden(f"A customer key may only {allowed}.")
     tickets.check_if_match(ticket, if_match)
-    occurred = _occurred_at(principal, body, ticket, now)
-    await apply(session, ticket, principal, action, body, occurred=occurred, now=now)
+    occurred = await _occurred_at(session, principal, body, ticket, now)
+    # Dated at or before the ticket's latest event: the system's events after it (firings,
+    # an auto-close) are re-evaluated (services/reevaluation.py). Ordinary actions skip it.
+    late = occurred <= ticket.last_event_at
+    await apply(session, ticket, principal, action, body, occurred=occurred, now=now, late=late)
     return ticket
 
 
@@ -105,12 +108,28 @@ async def apply(
     *,
     occurred: datetime,
     now: datetime,
+    late: bool = False,
 ) -> None:
     """Apply an action that was authorized and timed already: the caller holds the
     timing lock and the ticket's row lock. ``principal`` None is the system itself (the
-    timer loop's auto-close), recorded as actor ``{"role": "system"}``."""
+    timer loop's auto-close), recorded as actor ``{"role": "system"}``. ``late``: dated at
+    or before the ticket's latest event, so the system's events after it are re-evaluated
+    (an auto-close it precedes, firings it withdraws)."""
     terms = TicketTerms.from_snapshot(ticket.plan_snapshot) if ticket.plan_snapshot else None
     policy = terms.policy if terms is not None else lifecycle.DEFAULT_POLICY
+    rows = {Metric(r.metric): r for r in await tickets.clock_rows(session, [ticket.id])}
+    calendar_ids = [terms.calendar_id] if terms is not None else []
+    work = _Work(
+        ticket=ticket,
+        rows=rows,
+        clocks={m: clock_store.to_domain(r) for m, r in rows.items()},
+        cals=await clock_store.calendar_set(session, calendar_ids),
+        terms=terms,
+        occurred=occurred,
+        data={},
+    )
+    announced_status = ticket.status  # what subscribers last heard
+    rewind = reevaluation.rewind_auto_close(ticket, work.clocks, occurred) if late else None
     status = TicketStatus(ticket.status)
     close_reason = CloseReason(ticket.close_reason) if ticket.close_reason else None
     try:
@@ -125,24 +144,13 @@ async def apply(
         raise _not_allowed(exc, ticket, principal) from None
     except InvalidActionArgument as exc:
         raise invalid_field(f"body.{exc.field}" if exc.field else "body", str(exc)) from None
-
-    rows = {Metric(r.metric): r for r in await tickets.clock_rows(session, [ticket.id])}
-    calendar_ids = [terms.calendar_id] if terms is not None else []
-    work = _Work(
-        ticket=ticket,
-        rows=rows,
-        clocks={m: clock_store.to_domain(r) for m, r in rows.items()},
-        cals=await clock_store.calendar_set(session, calendar_ids),
-        terms=terms,
-        occurred=occurred,
-        data={},
-    )
     await _apply_arguments(session, work, action, body)
 
-    clocks = lifecycle.apply_clock_ops(
-        work.clocks, outcome.clock_ops, occurred, lambda c: _calendar(work, c)
-    )
-    await _save_clocks(session, work, clocks)
+    calendar_of = lambda c: _calendar(work, c)  # noqa: E731
+    auto_closing = principal is None and action is Action.CLOSE  # the timer's auto-close
+    if auto_closing:
+        ticket.auto_closed_from = reevaluation.keep_auto_close(ticket, work.clocks, occurred)
+    clocks = lifecycle.apply_clock_ops(work.clocks, outcome.clock_ops, occurred, calendar_of)
 
     old_status = ticket.status
     ticket.status = outcome.status.value
@@ -155,6 +163,10 @@ async def apply(
     if action is Action.REOPEN:
         ticket.resolved_at = ticket.closed_at = ticket.resolution = None
     auto_close = _auto_close(work, outcome.auto_close)
+    close_stands = rewind is not None and reevaluation.settle_auto_close(
+        ticket, rewind, clocks, policy, calendar_of
+    )
+    withdrawn = await _save_clocks(session, work, clocks, late=late, until=max(now, occurred))
     ticket.next_due_at = clock_store.next_due(work.rows.values())
     ticket.version += 1
     await session.flush()
@@ -173,18 +185,20 @@ async def apply(
         data=work.data,
         outbox_type=outbox_type,
     )
+    if auto_closing and ticket.auto_closed_from is not None:
+        ticket.auto_closed_from = {**ticket.auto_closed_from, "event_id": str(event.id)}
     await worklogs.follow_up(
         session, ticket, principal, action, event.id,
         charging=worklogs.charging_of(work.terms, work.cals), occurred=occurred, now=now,
     )  # fmt: skip
-    if old_status != ticket.status:
+    if announced_status != ticket.status:
         await tickets.emit(
             session,
             ticket,
             "ticket.status_changed",
             occurred_at=occurred,
             now=now,
-            event={"from": old_status, "to": ticket.status, "action": action.value},
+            event={"from": announced_status, "to": ticket.status, "action": action.value},
         )
     if auto_close is AutoCloseDirective.SCHEDULE and ticket.auto_close_at is not None:
         await tickets.record(
@@ -211,14 +225,25 @@ async def apply(
             data={"reason": f"status {ticket.status}"},
             outbox_type="ticket.auto_close_cancelled",
         )
-    if auto_close is not AutoCloseDirective.NONE or not outcome.clock_ops.is_empty or work.created:
+    if rewind is not None and not close_stands:
+        await reevaluation.withdraw_auto_close(session, ticket, rewind, event, now)
+    await reevaluation.withdraw_firings(session, ticket, withdrawn, event, now)
+    if (
+        auto_close is not AutoCloseDirective.NONE
+        or not outcome.clock_ops.is_empty
+        or work.created
+        or rewind is not None
+        or withdrawn
+    ):
         await clock_store.notify_timers(session)
 
 
 # -------------------------------------------------------------------------- checks
 
 
-def _occurred_at(principal: Principal, body: ActionBase, ticket: Ticket, now: datetime) -> datetime:
+async def _occurred_at(
+    session: AsyncSession, principal: Principal, body: ActionBase, ticket: Ticket, now: datetime
+) -> datetime:
     if body.occurred_at is not None and principal.is_customer:
         raise invalid_field(
             "body.occurred_at", "customer keys act now; only staff record past events"
@@ -227,8 +252,12 @@ def _occurred_at(principal: Principal, body: ActionBase, ticket: Ticket, now: da
         # "Now" is when the ticket lock was granted: a concurrent action that got the lock
         # first may carry a later clock reading than ours, and this one follows it.
         return max(now, ticket.last_event_at)
+    bound = ticket.last_event_at
+    if body.occurred_at < bound:
+        # Before the latest event: only what people recorded bounds it, not the system.
+        bound = await reevaluation.person_bound(session, ticket)
     try:
-        return lifecycle.resolve_occurred_at(body.occurred_at, now, ticket.last_event_at)
+        return lifecycle.resolve_occurred_at(body.occurred_at, now, bound)
     except InvalidOccurredAt as exc:
         raise invalid_field("body.occurred_at", str(exc), exc.code) from None
 
@@ -282,7 +311,8 @@ def _due_times(work: _Work) -> dict[str, str | None]:
     due: dict[str, str | None] = {}
     for metric, clock in work.clocks.items():
         reading = sla.read(clock, work.occurred, _calendar(work, clock))
-        due[metric.value] = reading.due_at.isoformat() if reading.due_at else None
+        running_due = reading.due_at if not clock.is_stopped else None
+        due[metric.value] = running_due.isoformat() if running_due else None
     return due
 
 
@@ -365,10 +395,29 @@ def _calendar(work: _Work, clock: sla.Clock) -> sla.BusinessTime:
     return sla.calendar_for(clock.kind, work.cals.business(calendar_id))
 
 
-async def _save_clocks(session: AsyncSession, work: _Work, clocks: dict[Metric, sla.Clock]) -> None:
+async def _save_clocks(
+    session: AsyncSession,
+    work: _Work,
+    clocks: dict[Metric, sla.Clock],
+    *,
+    late: bool,
+    until: datetime,
+) -> list[reevaluation.Unheld]:
+    """Store the clocks; for a late action, first withdraw the firings they no longer
+    support (returned, for the caller to announce once the action is recorded)."""
     work.clocks = clocks
     calendar_id = work.terms.calendar_id if work.terms else None
-    fired = await clock_store.fired_keys(session, [r.id for r in work.rows.values()])
+    fired = await clock_store.firings(session, [r.id for r in work.rows.values()])
+    withdrawn: list[reevaluation.Unheld] = []
+    if late:
+        withdrawn = reevaluation.unheld(
+            work.rows, clocks, fired, until, lambda c: _calendar(work, c)
+        )
+        await reevaluation.delete_firings(session, withdrawn)
+        for u in withdrawn:
+            del fired[u.row.id][u.key]
     for metric, clock in clocks.items():
         row = work.rows[metric]
-        clock_store.store(row, clock, _calendar(work, clock), fired.get(row.id, set()), calendar_id)
+        keys = set(fired.get(row.id, {}))
+        clock_store.store(row, clock, _calendar(work, clock), keys, calendar_id)
+    return withdrawn

@@ -130,6 +130,7 @@ def clock_read(
         elapsed_seconds=reading.elapsed // _SECOND,
         remaining_seconds=None if reading.remaining is None else reading.remaining // _SECOND,
         overdue_seconds=None if reading.overdue is None else reading.overdue // _SECOND,
+        met_by_seconds=None if reading.met_by is None else reading.met_by // _SECOND,
         stopped_at=reading.stopped_at,
         breached_at=reading.breached_at,
         next_threshold=(

@@ -7,6 +7,12 @@ seed 004 charges each public reply, information request and contact attempt as a
 follow-up. An automatic entry never makes its action fail: what a manual entry is
 refused for (after hours, a pending or declined authorization) makes it non-billable
 with the reason.
+
+When an entry happened: `occurred_at` is its start, `ended_at` its end (one or the
+other); with neither it ends now, having started `minutes` ago. After-hours time is
+charged x the multiplier only inside a window the client requested
+(services/after_hours.py); the requests are looked up only for entries that are not
+wholly in business hours.
 """
 
 from __future__ import annotations
@@ -22,16 +28,16 @@ from sqlmodel import col
 
 from app.domain import billing, sla
 from app.domain.billing import EntryKind
-from app.domain.entitlement import Billing
-from app.domain.lifecycle import Action
-from app.errors import AfterHoursNotAllowed, field_error, invalid_field
+from app.domain.entitlement import Billing, UnrequestedAfterHours
+from app.domain.lifecycle import FUTURE_TOLERANCE, Action
+from app.errors import AfterHoursNotAllowed, AfterHoursNotRequested, field_error, invalid_field
 from app.models.billing import Worklog
 from app.models.directory import Agent
 from app.models.tickets import Ticket
 from app.pagination import keyset, page_of
 from app.schemas.billing import ContractUsage, WorklogCreate, WorklogRead
 from app.security import Principal
-from app.services import authorizations, contracts, tickets
+from app.services import after_hours, authorizations, contracts, tickets
 from app.services import clocks as clock_store
 from app.services.plan_terms import TicketTerms
 
@@ -85,6 +91,14 @@ async def _write(
     ticket's charged total cannot move meanwhile). ``strict`` (a manual entry): what
     cannot be billed is refused; otherwise it is recorded unbilled with the reason."""
     rules, hours = charging
+    requests: list[billing.RequestWindow] = []
+    if not billing.within_hours(
+        kind=entry.kind, minutes=entry.minutes, occurred_at=entry.occurred_at, calendar=hours
+    ):
+        end = entry.occurred_at
+        if entry.kind is not EntryKind.follow_up:
+            end += timedelta(minutes=entry.minutes)
+        requests = await after_hours.windows(session, ticket, entry.occurred_at, end)
 
     def charge_under(rules: Billing) -> billing.Charge:
         return billing.charge(
@@ -94,6 +108,7 @@ async def _write(
             occurred_at=entry.occurred_at,
             rules=rules,
             calendar=hours,
+            requests=requests,
         )
 
     reason = None if entry.billable else "not_billable"
@@ -114,12 +129,32 @@ async def _write(
                     after_hours_minutes=exc.after_hours_minutes,
                 ) from None
             charge, reason = None, "after_hours_not_allowed"
+        except billing.AfterHoursNotRequested as exc:
+            if strict:
+                raise AfterHoursNotRequested(
+                    f"{exc} The plan charges after-hours time only when the client requested "
+                    "it in advance: record the client's request (POST .../after-hours-"
+                    "requests) if there was one, or record the entry with billable: false.",
+                    [
+                        field_error(
+                            "body.occurred_at", "outside any requested window", "not_requested"
+                        )
+                    ],
+                    unrequested_minutes=exc.unrequested_minutes,
+                ) from None
+            charge, reason = None, "after_hours_not_requested"
         except authorizations.Blocked as blocked:
             if strict:
                 raise blocked.error from None
             charge, reason = None, blocked.reason
     # What the time was, billed or not: after-hours minutes are told either way.
-    figures = charge or charge_under(dataclasses.replace(rules, after_hours_allowed=True))
+    figures = charge or charge_under(
+        dataclasses.replace(
+            rules,
+            after_hours_allowed=True,
+            after_hours_unrequested=UnrequestedAfterHours.BUSINESS_RATE,
+        )
+    )
     row = Worklog(
         ticket_id=ticket.id,
         organization_id=ticket.organization_id,
@@ -137,6 +172,9 @@ async def _write(
         source=entry.source,
         event_id=entry.event_id,
         note=entry.note,
+        unrequested_minutes=figures.unrequested_minutes,
+        # The request's id, which services/after_hours.windows gave as the window's ref.
+        after_hours_request_id=uuid.UUID(str(figures.request)) if figures.request else None,
     )
     session.add(row)
     await session.flush()
@@ -179,17 +217,36 @@ async def _manual_entry(
             "body.consultants", "only a session has several consultants", "not_a_session"
         )
     minutes = data.minutes or 0
-    occurred = data.occurred_at or now
-    if occurred + timedelta(minutes=minutes) > now:
+    length = timedelta(minutes=minutes)
+    if data.occurred_at is not None and data.ended_at is not None:
         raise invalid_field(
-            "body.occurred_at",
-            "the entry would end in the future: log time once it is worked",
-            "in_future",
+            "body.ended_at",
+            "give when the entry started (occurred_at) or when it ended (ended_at), not both",
+            "conflicting",
         )
+    if data.occurred_at is not None:
+        occurred = data.occurred_at
+        if occurred + length > now:
+            raise invalid_field(
+                "body.occurred_at",
+                "the entry would end in the future: log time once it is worked",
+                "in_future",
+            )
+    else:
+        ended = now if data.ended_at is None else data.ended_at
+        if ended > now + FUTURE_TOLERANCE:
+            raise invalid_field(
+                "body.ended_at", "in the future: log time once it is worked", "in_future"
+            )
+        # Without a start, the entry ends when it is logged (or at ended_at): it started
+        # `minutes` before. A client clock a second ahead is skew, not the future.
+        occurred = min(ended, now) - length
     if occurred < ticket.received_at:
+        given = "occurred_at" if data.occurred_at else "ended_at" if data.ended_at else "minutes"
         raise invalid_field(
-            "body.occurred_at",
-            f"before the ticket was received ({ticket.received_at.isoformat()})",
+            f"body.{given}",
+            f"the entry would start at {occurred.isoformat()}, before the ticket was received "
+            f"({ticket.received_at.isoformat()})",
             "before_ticket",
         )
     agent_id = data.agent_id or principal.agent_id

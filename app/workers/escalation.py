@@ -38,6 +38,11 @@ Decisions:
   vendor case is an agent's decision: the vendor and its case number are theirs to give).
 * Firings are internal timeline events (``public: false``): customers see the deadlines
   on the ticket, not the desk's alarms.
+* A firing is not final: an action logged late, dated before it, may show the threshold
+  was not reached (or not then). services/reevaluation.py then deletes the firing row
+  (so the threshold fires again, at its new instant, if the corrected clock reaches it)
+  and announces ``sla.retracted``; it also keeps, on the ticket, what an auto-close
+  closed (``tickets.auto_closed_from``), so that a late customer reply can undo it.
 """
 
 from __future__ import annotations

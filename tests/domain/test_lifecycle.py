@@ -29,6 +29,7 @@ from app.domain.lifecycle import (
     apply_action,
     apply_clock_ops,
     auto_close_directive,
+    auto_close_stands,
     check_occurred_at,
     clock_ops,
     contact_attempts_after,
@@ -387,3 +388,12 @@ def test_random_action_sequences_keep_the_lifecycle_consistent(
         if out.close_reason is CloseReason.NO_RESPONSE:
             assert allowed_actions(out.status, out.close_reason) == {A.NOTE}
         ticket = TicketState(out.status, out.close_reason, out.contact_attempts)
+
+
+def test_an_auto_close_stands_only_if_the_late_action_leaves_the_customer_awaited() -> None:
+    closed_at = T0 + timedelta(days=7)
+    assert auto_close_stands(S.WAITING_ON_CUSTOMER, closed_at, closed_at)
+    assert not auto_close_stands(S.IN_PROGRESS, None, closed_at)  # a customer reply
+    assert not auto_close_stands(S.RESOLVED, None, closed_at)
+    assert not auto_close_stands(S.WAITING_ON_CUSTOMER, None, closed_at)  # cancelled
+    assert not auto_close_stands(S.WAITING_ON_CUSTOMER, closed_at + timedelta(1), closed_at)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from app.domain.entitlement import Coverage, PlanTerms
@@ -98,3 +99,26 @@ def test_change_retargets_and_unentitled_tickets_get_no_clocks() -> None:
 def test_an_impossible_event_is_skipped_not_raised() -> None:
     result = replay(FACTS, [ev("confirmed", 5), ev("sla_recomputed", 6)], STANDARD, T0)
     assert result.skipped == 1 and result.retimed
+
+
+def test_a_late_event_takes_its_place_and_withdrawn_events_are_skipped() -> None:
+    with_close = terms(Target(metric=Metric.RESOLUTION, minutes=600))
+    # Recorded in this order: the auto-close at 500, then (logged late, dated 400) the
+    # customer's reply that came before it, which withdrew the close.
+    timeline = [
+        ev("info_requested", 10),
+        ev("sla_warning", 300, system=True),
+        ev("closed", 500, system=True, close_reason="no_response", withdrawn=True),
+        ev("customer_replied", 400),
+        ev("auto_close_withdrawn", 501, system=True),
+        ev("resolved", 520),
+    ]
+    res = replay(FACTS, timeline, with_close, T0 + 1000 * M).outcomes[Metric.RESOLUTION]
+    # 10 minutes, paused from 10 to 400, then 400 to 520: 130 minutes, met.
+    assert (res.outcome, res.elapsed, res.stopped_at) == (Outcome.MET, 130 * M, T0 + 520 * M)
+    assert replay(FACTS, timeline, with_close, T0).skipped == 0
+    # Without the withdrawal the close would stand (at 500), and the resolve cannot follow.
+    standing = [replace(e, withdrawn=False) for e in timeline]
+    result = replay(FACTS, standing, with_close, T0 + 1000 * M)
+    assert result.skipped == 1
+    assert result.outcomes[Metric.RESOLUTION].stopped_at == T0 + 500 * M

@@ -40,6 +40,7 @@ from app.domain.sla import (
     stop,
     targets_from_config,
     thresholds_of,
+    unheld_firings,
 )
 from app.domain.vocab import Category, Channel, ClockKind, Metric, Severity
 
@@ -354,7 +355,8 @@ def test_breach_is_recorded_at_the_due_instant_when_stopped_later() -> None:
     r = read(c, at(4, 9), NINE_FIVE)
     assert r.state is ClockState.BREACHED and r.breached_at == at(3, 10)
     assert r.elapsed == 150 * MIN and r.overdue == 90 * MIN and r.remaining == timedelta(0)
-    assert r.due_at is None and r.stopped_at == at(3, 11, 30)
+    # A finished clock keeps its due instant: the one it breached at.
+    assert r.due_at == at(3, 10) and r.stopped_at == at(3, 11, 30) and r.met_by is None
 
 
 def test_nobody_looked_running_clock_reads_breached_at_due_instant() -> None:
@@ -374,6 +376,52 @@ def test_saturday_resolution_after_friday_due_is_breached() -> None:
     assert r.breached_at == at(7, 17) and r.overdue == timedelta(0)
     on_time = stop(c, at(7, 17), NINE_FIVE)  # exactly at the due instant: met
     assert read(on_time, at(8, 10), NINE_FIVE).state is ClockState.MET
+
+
+def test_a_finished_clock_keeps_the_due_instant_in_force_when_it_stopped() -> None:
+    c = start_clock(target(240), at(7, 13))  # Friday 13:00, due 17:00
+    met = stop(c, at(7, 15), NINE_FIVE)  # answered at 15:00: two business hours to spare
+    r = read(met, at(10, 9), NINE_FIVE)
+    assert (r.state, r.due_at, r.met_by, r.overdue) == (
+        ClockState.MET, at(7, 17), 2 * HOUR, timedelta(0)
+    )  # fmt: skip
+    assert met.final_due_at == at(7, 17)
+    # Stopped while paused (resolved while waiting on the customer): the instant it would
+    # have been due had it run on from the stop (3 h left on Friday 16:00 -> Monday 11:00).
+    paused = pause(c, at(7, 14), NINE_FIVE)
+    resolved = stop(paused, at(7, 16), NINE_FIVE)
+    assert read(resolved, at(10, 9), NINE_FIVE).due_at == at(10, 11)
+    # History: a later calendar (here: always open) does not move it...
+    assert read(met, at(10, 9), ALWAYS_OPEN).due_at == at(7, 17)
+    # ...and a clock stored before the instant was kept derives it with the calendar.
+    legacy = replace(met, final_due_at=None)
+    assert read(legacy, at(10, 9), NINE_FIVE).due_at == at(7, 17)
+    # Reopened, it runs again: its due instant is the running one.
+    again = continue_stopped(met, at(10, 9))
+    assert again.final_due_at is None
+    assert read(again, at(10, 9), NINE_FIVE).due_at == at(10, 11)
+    with pytest.raises(ClockError):
+        replace(c, final_due_at=at(7, 17))  # only a stopped clock has one
+    best = stop(start_clock(target(None), at(7, 13)), at(7, 14), NINE_FIVE)
+    assert best.final_due_at is None and read(best, at(7, 15), NINE_FIVE).due_at is None
+
+
+def test_firings_a_late_stop_no_longer_supports_are_named() -> None:
+    c = start_clock(target(60, warn_at_percent=(50,)), at(3, 9))  # warn 09:30, breach 10:00
+    fired = {"warn:50": at(3, 9, 30), "breach": at(3, 10)}
+    assert unheld_firings(c, fired, at(3, 11), NINE_FIVE) == []
+    # The reply happened at 09:20, logged at 11:00: neither threshold was reached.
+    answered = stop(c, at(3, 9, 20), NINE_FIVE)
+    assert unheld_firings(answered, fired, at(3, 11), NINE_FIVE) == ["warn:50", "breach"]
+    # At 09:45: the warning stands, the breach does not; exactly at 10:00, on time too.
+    assert unheld_firings(stop(c, at(3, 9, 45), NINE_FIVE), fired, at(3, 11), NINE_FIVE) == [
+        "breach"
+    ]
+    assert unheld_firings(stop(c, at(3, 10), NINE_FIVE), fired, at(3, 11), NINE_FIVE) == ["breach"]
+    # Paused at 09:10 and resumed at 10:30: the warning is reached again, but at 10:50.
+    moved = resume(pause(c, at(3, 9, 10), NINE_FIVE), at(3, 10, 30))
+    assert unheld_firings(moved, fired, at(3, 11), NINE_FIVE) == ["warn:50", "breach"]
+    assert crossings(moved, at(3, 11), NINE_FIVE)[0].at == at(3, 10, 50)
 
 
 def test_retarget_keeps_elapsed_and_recomputes_due() -> None:
