@@ -1,7 +1,7 @@
 """truthful time: finished clocks keep their due instant, an auto-close can be undone by
 an action logged late, and after-hours time is billed as the client requested
 
-Revision ID: 0010
+Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-07
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0010"
+revision = "0009"
 down_revision = "0008"
 branch_labels = None
 depends_on = None
