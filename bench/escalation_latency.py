@@ -94,7 +94,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def start_service(url: str, admin_key: str) -> tuple[subprocess.Popen[bytes], str]:
+async def start_service(
+    url: str, admin_key: str, *, workers: int | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {
         **os.environ,
@@ -108,7 +110,8 @@ async def start_service(url: str, admin_key: str) -> tuple[subprocess.Popen[byte
     sladesk = Path(sys.executable).with_name("sladesk")
     command = [str(sladesk)] if sladesk.exists() else [sys.executable, "-m", "app.cli"]
     # A child process for the whole run, stopped with SIGTERM at the end (not awaited here).
-    proc = subprocess.Popen([*command, "serve"], env=env, cwd=ROOT)  # noqa: ASYNC220
+    serve = ["serve", "--workers", str(workers)] if workers and workers > 1 else ["serve"]
+    proc = subprocess.Popen([*command, *serve], env=env, cwd=ROOT)  # noqa: ASYNC220
     base = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=base) as client:
         for _ in range(600):
