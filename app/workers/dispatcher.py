@@ -58,6 +58,7 @@ import httpx
 from sqlalchemy import (
     Table,
     and_,
+    bindparam,
     exists,
     func,
     not_,
@@ -691,6 +692,8 @@ class Dispatcher:
                 _settle(done, None)
 
     async def _record_batch(self, items: Sequence[tuple[Job, Result]]) -> None:
+        """Record finished sends in one transaction of a few set-based statements (not a
+        few statements per send: at a burst's rate the round trips were the cost)."""
         now = self.clock()
         logs: list[tuple[Job, Result, bool, int]] = []
         async with self.engine.begin() as conn:
@@ -703,7 +706,6 @@ class Dispatcher:
                             DELIVERIES.c.id,
                             DELIVERIES.c.attempt_count,
                             DELIVERIES.c.lease_token,
-                            DELIVERIES.c.status,
                         )
                         .where(DELIVERIES.c.id.in_(ids))
                         .order_by(DELIVERIES.c.id)
@@ -712,112 +714,151 @@ class Dispatcher:
                 ).all()
             }
             counts = {i: r.attempt_count for i, r in rows.items()}
-            for job, result in items:
-                row = rows.get(job.delivery_id)
-                if row is None:  # deleted with its subscription meanwhile
-                    continue
-                succeeded = await self._apply_attempt(
-                    conn, job, result, counts[row.id], row.lease_token, now
-                )
-                if succeeded is not None:
-                    counts[row.id] += 1
-                    logs.append((job, result, succeeded, counts[row.id]))
+            # A delivery re-claimed after its lease expired may finish twice in one batch:
+            # each wave holds a delivery once, so attempt numbers follow each other.
+            pending = [(job, result) for job, result in items if job.delivery_id in rows]
+            while pending:
+                wave: dict[uuid.UUID, tuple[Job, Result]] = {}
+                later: list[tuple[Job, Result]] = []
+                for job, result in pending:
+                    if job.delivery_id in wave:
+                        later.append((job, result))
+                    else:
+                        wave[job.delivery_id] = (job, result)
+                pending = later
+                recorded = await self._apply_attempts(conn, list(wave.values()), counts, rows, now)
+                for job, result, succeeded in recorded:
+                    counts[job.delivery_id] += 1
+                    logs.append((job, result, succeeded, counts[job.delivery_id]))
         for job, result, succeeded, number in logs:
             self._log_attempt(job, result, succeeded, number)
 
-    async def _apply_attempt(
+    async def _apply_attempts(
         self,
         conn: AsyncConnection,
-        job: Job,
-        result: Result,
-        attempt_count: int,
-        lease_token: uuid.UUID | None,
+        wave: Sequence[tuple[Job, Result]],
+        counts: Mapping[uuid.UUID, int],
+        rows: Mapping[uuid.UUID, Any],
         now: datetime,
-    ) -> bool | None:
-        """Write one attempt and its delivery's next state; whether it succeeded (None:
-        recorded already)."""
-        number = attempt_count + 1
-        succeeded = result.status_code is not None and 200 <= result.status_code <= 299
-        inserted = (
-            await conn.execute(
-                insert(ATTEMPTS)
-                .values(
-                    id=result.attempt_id,
-                    delivery_id=job.delivery_id,
-                    number=number,
-                    trigger="redeliver" if job.redeliver else "schedule",
-                    started_at=result.started_at,
-                    duration_ms=result.duration_ms,
-                    status_code=result.status_code,
-                    outcome=SUCCEEDED if succeeded else FAILED,
-                    error=result.error,
-                    response_excerpt=result.excerpt,
+    ) -> list[tuple[Job, Result, bool]]:
+        """Write the attempts of a wave (one send per delivery) and their deliveries' next
+        states; those recorded now (an attempt recorded already — its acknowledgement was
+        lost — is skipped), with whether each succeeded."""
+        inserted = set(
+            (
+                await conn.execute(
+                    insert(ATTEMPTS)
+                    .values(
+                        [
+                            {
+                                "id": result.attempt_id,
+                                "delivery_id": job.delivery_id,
+                                "number": counts[job.delivery_id] + 1,
+                                "trigger": "redeliver" if job.redeliver else "schedule",
+                                "started_at": result.started_at,
+                                "duration_ms": result.duration_ms,
+                                "status_code": result.status_code,
+                                "outcome": SUCCEEDED if _succeeded(result) else FAILED,
+                                "error": result.error,
+                                "response_excerpt": result.excerpt,
+                            }
+                            for job, result in wave
+                        ]
+                    )
+                    .on_conflict_do_nothing(index_elements=["id"])
+                    .returning(ATTEMPTS.c.id)
                 )
-                .on_conflict_do_nothing(index_elements=["id"])
-                .returning(ATTEMPTS.c.id)
-            )
-        ).scalar_one_or_none()
-        if inserted is None:  # recorded already; the acknowledgement was lost
-            return None
-        values: dict[str, Any] = {
-            "attempt_count": number,
-            "last_attempt_at": result.started_at,
-            "last_status_code": result.status_code,
-            "last_error": result.error,
-        }
-        owner = lease_token == job.token
-        finished = False
-        if owner:
-            step = next_step(
-                status_code=result.status_code,
-                attempts_made=number,
-                now=now,
-                retry_after=result.retry_after,
-                schedule=self.config.schedule,
-                jitter=self.config.jitter,
-                u=self.rng.random(),
-                retry_after_cap=self.config.retry_after_cap,
-            )
-            values |= {
-                "locked_until": None,
-                "lease_token": None,
-                "redeliver_requested_at": None,
+            ).scalars()
+        )
+        recorded: list[tuple[Job, Result, bool]] = []
+        updates: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+        finished_tickets: list[uuid.UUID] = []
+        for job, result in wave:
+            if result.attempt_id not in inserted:
+                continue
+            number = counts[job.delivery_id] + 1
+            succeeded = _succeeded(result)
+            recorded.append((job, result, succeeded))
+            values: dict[str, Any] = {
+                "b_id": job.delivery_id,
+                "attempt_count": number,
+                "last_attempt_at": result.started_at,
+                "last_status_code": result.status_code,
+                "last_error": result.error,
             }
-            if step.outcome is Outcome.RETRY:
-                values["next_attempt_at"] = step.next_attempt_at
-            else:
-                finished = True
+            owner = rows[job.delivery_id].lease_token == job.token
+            if owner:
+                step = next_step(
+                    status_code=result.status_code,
+                    attempts_made=number,
+                    now=now,
+                    retry_after=result.retry_after,
+                    schedule=self.config.schedule,
+                    jitter=self.config.jitter,
+                    u=self.rng.random(),
+                    retry_after_cap=self.config.retry_after_cap,
+                )
+                retry = step.outcome is Outcome.RETRY
                 values |= {
-                    "status": SUCCEEDED if step.outcome is Outcome.SUCCEEDED else FAILED,
-                    "completed_at": now,
-                    "next_attempt_at": None,
+                    "status": PENDING
+                    if retry
+                    else (SUCCEEDED if step.outcome is Outcome.SUCCEEDED else FAILED),
+                    "completed_at": None if retry else now,
+                    "next_attempt_at": step.next_attempt_at if retry else None,
                 }
                 if step.outcome is Outcome.FAILED:
                     values["last_error"] = f"{result.error}; retries exhausted"
-            if step.outcome is Outcome.GONE:
-                await self._disable(conn, job, now)
-        await conn.execute(
-            update(DELIVERIES).where(DELIVERIES.c.id == job.delivery_id).values(**values)
-        )
-        if finished and job.ticket_id is not None:
-            # The next delivery of this ticket (if any waits) may go now, perhaps from
-            # another process: tell them.
+                if step.outcome is Outcome.GONE:
+                    await self._disable(conn, job, now)
+                if not retry and job.ticket_id is not None:
+                    finished_tickets.append(job.delivery_id)
+            updates[owner].append(values)
+        by_id = DELIVERIES.c.id == bindparam("b_id")
+        if updates[True]:
+            # The owner of the lease moves the delivery on (and gives the lease back).
+            await conn.execute(
+                update(DELIVERIES)
+                .where(by_id)
+                .values(
+                    attempt_count=bindparam("attempt_count"),
+                    last_attempt_at=bindparam("last_attempt_at"),
+                    last_status_code=bindparam("last_status_code"),
+                    last_error=bindparam("last_error"),
+                    status=bindparam("status"),
+                    completed_at=bindparam("completed_at"),
+                    next_attempt_at=bindparam("next_attempt_at"),
+                    locked_until=None,
+                    lease_token=None,
+                    redeliver_requested_at=None,
+                ),
+                updates[True],
+            )
+        if updates[False]:
+            # A send whose lease expired (another dispatcher owns it now) only counts.
+            await conn.execute(
+                update(DELIVERIES)
+                .where(by_id)
+                .values(
+                    attempt_count=bindparam("attempt_count"),
+                    last_attempt_at=bindparam("last_attempt_at"),
+                    last_status_code=bindparam("last_status_code"),
+                    last_error=bindparam("last_error"),
+                ),
+                updates[False],
+            )
+        if finished_tickets:
+            # The next delivery of these tickets (if one waits) may go now, perhaps from
+            # another process: tell them, once.
             await conn.execute(
                 text(
                     "SELECT pg_notify(:channel, '') WHERE EXISTS (SELECT 1 FROM "
-                    "webhook_deliveries d WHERE d.subscription_id = :subscription "
-                    "AND d.ticket_id = :ticket AND d.status = :pending AND d.event_seq > "
-                    "(SELECT event_seq FROM webhook_deliveries WHERE id = :delivery))"
+                    "webhook_deliveries f JOIN webhook_deliveries d ON d.subscription_id = "
+                    "f.subscription_id AND d.ticket_id = f.ticket_id AND d.status = :pending "
+                    "AND d.event_seq > f.event_seq WHERE f.id = ANY(:finished))"
                 ),
-                {
-                    "channel": OUTBOX_CHANNEL,
-                    "subscription": job.subscription_id,
-                    "ticket": job.ticket_id,
-                    "pending": PENDING,
-                    "delivery": job.delivery_id,
-                },
+                {"channel": OUTBOX_CHANNEL, "pending": PENDING, "finished": finished_tickets},
             )
-        return succeeded
+        return recorded
 
     def _log_attempt(self, job: Job, result: Result, succeeded: bool, number: int) -> None:
         log = logger.info if succeeded else logger.warning
@@ -893,6 +934,10 @@ async def _excerpt(reply: httpx.Response) -> str | None:
     if not chunks:
         return None
     return bytes(chunks[:EXCERPT_BYTES]).decode("utf-8", errors="replace")
+
+
+def _succeeded(result: Result) -> bool:
+    return result.status_code is not None and 200 <= result.status_code <= 299
 
 
 def _status_error(reply: httpx.Response) -> str | None:
