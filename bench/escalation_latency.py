@@ -51,7 +51,7 @@ from sqlmodel import col
 from app.config import Settings
 from app.db import make_engine
 from app.models.tickets import SlaClock
-from bench.common import fresh_database
+from bench.common import cpu_seconds, fresh_database
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_MINUTES = 60
@@ -270,11 +270,14 @@ async def latency(n: int, window: float, workers: int, worker_processes: int = 0
                     + (" (after the window began: lags include intake)" if late else "")
                 )
             expected = {t.isoformat().replace("+00:00", "Z") for t in instants}
+            await asyncio.sleep(max((window_start - datetime.now(UTC)).total_seconds() - 1, 0))
+            cpu_before = sum(cpu_seconds(p.pid) for p in (proc, *extra))
             deadline = time.time() + max((instants[-1] - datetime.now(UTC)).total_seconds(), 0)
             while time.time() < deadline + 15:
                 await asyncio.sleep(0.5)
                 if len(receiver.arrivals) >= len(instants) and time.time() > deadline + 2:
                     break
+            cpu = sum(cpu_seconds(p.pid) for p in (proc, *extra)) - cpu_before
             fired = await firing_lags(url)
         finally:
             for child in (proc, *extra):
@@ -319,6 +322,10 @@ async def latency(n: int, window: float, workers: int, worker_processes: int = 0
             f"p99 {percentile(lags, 0.99) * 1000:.0f} ms, max {lags[-1] * 1000:.0f} ms "
             f"(min {lags[0] * 1000:.0f} ms)"
         )
+    print(
+        f"CPU of the sladesk processes from the window to the last arrival: {cpu:.1f} s "
+        f"({cpu / max(len(lags), 1) * 1000:.2f} ms per threshold fired and delivered)"
+    )
     if fired:
         print(
             "   of which firing (instant to the start of the round that fired it): "
