@@ -40,7 +40,10 @@ Rules (the tests check them against a brute-force minute-by-minute oracle):
   a plain ``{"timezone": ..., "weekly_hours": "24x7"}`` have none and are
   :attr:`Calendar.is_always_open`.
 
-Speed: a day's open intervals are computed once and cached (bounded); long
+Speed: a day's open intervals are computed once and cached (bounded); a day that
+lies in a stretch of constant UTC offset is its weekday's template shifted by that
+offset (offsets come from per-year tables of the zone's changes, shared by every
+calendar of the zone; days near a change are placed wall time by wall time); long
 durations skip whole runs of regular weeks (no holiday, closure or UTC-offset
 change) using the precomputed weekly open time; holidays, closures and offset
 transitions are found by binary search in sorted arrays.
@@ -61,6 +64,7 @@ import holidays as holidays_lib
 __all__ = ["Calendar", "CalendarSpecError"]
 
 _ONE_US: Final = timedelta(microseconds=1)
+_ZERO: Final = timedelta(0)
 _SECOND: Final = 1_000_000
 _MINUTE: Final = 60 * _SECOND
 _HOUR: Final = 60 * _MINUTE
@@ -68,6 +72,9 @@ _DAY: Final = 24 * _HOUR
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_NAIVE: Final = datetime(1970, 1, 1)  # noqa: DTZ001 - local wall-clock arithmetic
 _EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
+# Instants whose year and both neighbours have offset tables (see Calendar._segment_at).
+_SEGMENT_MIN: Final = (datetime(2, 1, 1, tzinfo=UTC) - _EPOCH) // _ONE_US
+_SEGMENT_MAX: Final = (datetime(9998, 1, 1, tzinfo=UTC) - _EPOCH) // _ONE_US
 _WEEKDAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _TOP_LEVEL_KEYS: Final = ("timezone", "weekly_hours", "holidays", "extra_holidays", "closures")
 _INTERVAL_RE: Final = re.compile(r"([0-9]{2}):([0-9]{2})-([0-9]{2}):([0-9]{2})")
@@ -102,6 +109,8 @@ class CalendarSpecError(ValueError):
 
 def _instant_us(value: datetime, name: str) -> int:
     """Microseconds since the Unix epoch of an aware datetime."""
+    if type(value) is datetime and value.tzinfo is UTC:  # the common case, checked cheaply
+        return (value - _EPOCH) // _ONE_US
     if not isinstance(value, datetime):
         raise TypeError(f"{name} must be a datetime, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
@@ -112,6 +121,8 @@ def _instant_us(value: datetime, name: str) -> int:
 
 
 def _duration_us(value: timedelta, name: str) -> int:
+    if type(value) is timedelta and value >= _ZERO:  # the common case, checked cheaply
+        return value // _ONE_US
     if not isinstance(value, timedelta):
         raise TypeError(f"{name} must be a timedelta, got {type(value).__name__}")
     us = value // _ONE_US
@@ -163,6 +174,20 @@ def _zone_transitions(key: str, year: int) -> tuple[int, ...]:
             found.append(hi * _SECOND)
         previous_s, previous = s, current
     return tuple(found)
+
+
+@lru_cache(maxsize=1024)
+def _zone_year(key: str, year: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The zone's constant-offset stretches of UTC year ``year``: ``bounds`` (µs, from the
+    year's first instant through each offset change to the next year's first instant) and
+    ``offsets[i]``, the UTC offset (µs) in ``[bounds[i], bounds[i + 1])``. Lets the hot
+    path find offsets with integer comparisons instead of ``ZoneInfo`` calls."""
+    zone = ZoneInfo(key)
+    first = (datetime(year, 1, 1, tzinfo=UTC) - _EPOCH) // _ONE_US
+    last = (datetime(year + 1, 1, 1, tzinfo=UTC) - _EPOCH) // _ONE_US
+    bounds = (first, *_zone_transitions(key, year), last)
+    offsets = tuple(_offset_us(zone, bound) for bound in bounds[:-1])
+    return bounds, offsets
 
 
 @lru_cache(maxsize=512)
@@ -428,8 +453,12 @@ class Calendar:
         "_country",
         "_day_cache",
         "_extra",
+        "_flat_week",
+        "_holiday_ordinals",
+        "_holiday_span",
         "_is_24x7",
         "_key",
+        "_segment",
         "_subdivision",
         "_week",
         "_week_total",
@@ -465,6 +494,14 @@ class Calendar:
         self._always = is_24x7 and country is None and not extra_holidays and not closures
         self._day_cache: dict[int, tuple[int, ...]] = {}
         self._year_cache: dict[int, tuple[tuple[int, ...], frozenset[int]]] = {}
+        # Each weekday's intervals as flat offsets from local midnight (start0, end0, ...).
+        self._flat_week = tuple(tuple(b for pair in day for b in pair) for day in week)
+        # The stretch of constant UTC offset last used: (first µs, end µs, offset µs).
+        # Consecutive days nearly always fall in the same one (see _fast_midnight).
+        self._segment: tuple[int, int, int] = (0, 0, 0)
+        # Holidays of the years seen so far, and the ordinals [lo, hi) those years cover.
+        self._holiday_ordinals: set[int] = set()
+        self._holiday_span: tuple[int, int] = (0, 0)
 
     # ------------------------------------------------------------------ construction
 
@@ -584,16 +621,26 @@ class Calendar:
             bounds = cache.get(ordinal)
             if bounds is None:
                 bounds = self._day(ordinal)
-            pairs = iter(bounds)
-            for begin, end in zip(pairs, pairs, strict=True):
-                if end <= cursor:
-                    continue
-                if begin < cursor:
-                    begin = cursor
-                if end - begin >= remaining:
-                    return _utc(begin + remaining)
-                remaining -= end - begin
-                cursor = end
+            if len(bounds) == 2:  # one interval, the usual day: unrolled (3x cheaper)
+                begin, end = bounds
+                if end > cursor:
+                    if begin < cursor:
+                        begin = cursor
+                    if end - begin >= remaining:
+                        return _utc(begin + remaining)
+                    remaining -= end - begin
+                    cursor = end
+            elif bounds:
+                pairs = iter(bounds)
+                for begin, end in zip(pairs, pairs, strict=False):  # even length by build
+                    if end <= cursor:
+                        continue
+                    if begin < cursor:
+                        begin = cursor
+                    if end - begin >= remaining:
+                        return _utc(begin + remaining)
+                    remaining -= end - begin
+                    cursor = end
             ordinal = ordinal + 1 if bounds or not closures else self._after_closure(ordinal)
 
     def between(self, a: datetime, b: datetime) -> timedelta:
@@ -681,6 +728,15 @@ class Calendar:
             ordinal = ordinal + 1 if bounds else self._after_closure(ordinal)
         return [(_utc(begin), _utc(end)) for begin, end in pieces]
 
+    def prepare(self, first_year: int, last_year: int) -> None:
+        """Build the process-wide tables (public holidays, the zone's offset changes) of
+        these years ahead of use, so the first deadlines in them pay nothing extra. A
+        service does it once per compiled calendar; calendars of one zone share them."""
+        for year in range(max(first_year - 1, 2), min(last_year + 1, 9997) + 1):
+            _zone_year(self._key, year)
+            if self._country is not None:
+                _public_holidays(self._country, self._subdivision, year)
+
     def holidays_in(self, year: int) -> list[tuple[date, str]]:
         """Public and extra holidays dated in ``year``, sorted, with their names.
 
@@ -758,7 +814,44 @@ class Calendar:
         Intervals of this date and the next may contain ``u`` (the next one only
         when clocks go back across midnight).
         """
-        return datetime.fromtimestamp(u // _SECOND, self._zone).toordinal()
+        lo, hi, offset = self._segment
+        if not lo <= u < hi:
+            lo, hi, offset = self._segment_at(u)
+        # Offsets are whole seconds, so local midnights fall on whole seconds too.
+        return (u + offset) // _DAY + _EPOCH_ORDINAL
+
+    def _segment_at(self, u: int) -> tuple[int, int, int]:
+        """The stretch of constant UTC offset containing instant ``u`` (and remember it)."""
+        if not _SEGMENT_MIN <= u < _SEGMENT_MAX:  # far outside any real use: no table
+            return (u, u + 1, _offset_us(self._zone, u))
+        year = _utc(u).year
+        bounds, offsets = _zone_year(self._key, year)
+        i = bisect_right(bounds, u) - 1
+        lo, hi, offset = bounds[i], bounds[i + 1], offsets[i]
+        if i == len(offsets) - 1:  # runs into next year: extend while the offset holds
+            next_bounds, next_offsets = _zone_year(self._key, year + 1)
+            if next_offsets[0] == offset:
+                hi = next_bounds[1]
+        if i == 0:
+            previous_bounds, previous_offsets = _zone_year(self._key, year - 1)
+            if previous_offsets[-1] == offset:
+                lo = previous_bounds[-2]
+        self._segment = (lo, hi, offset)
+        return self._segment
+
+    def _fast_midnight(self, midnight: int) -> int | None:
+        """The instant the wall clock shows ``midnight`` (local µs) when the whole local day
+        lies inside one stretch of constant offset, with two days of margin on each side
+        (so no other instant shows the same wall time: offsets differ by under two days);
+        None near an offset change, where the exact path decides."""
+        lo, hi, offset = self._segment
+        u0 = midnight - offset
+        if not (lo + 2 * _DAY <= u0 and u0 + 3 * _DAY <= hi):
+            lo, hi, offset = self._segment_at(u0)
+            u0 = midnight - offset
+            if not (lo + 2 * _DAY <= u0 and u0 + 3 * _DAY <= hi):
+                return None
+        return u0
 
     def _wall_to_utc(self, local: int) -> int:
         """First instant at which the wall clock shows ``local`` (µs since the naive
@@ -819,7 +912,16 @@ class Calendar:
     def _is_holiday(self, ordinal: int) -> bool:
         if self._country is None and not self._extra:
             return False
-        return ordinal in self._year_holidays(date.fromordinal(ordinal).year)[1]
+        lo, hi = self._holiday_span
+        if not lo <= ordinal < hi:
+            year = date.fromordinal(ordinal).year
+            first, end = date(year, 1, 1).toordinal(), date(year + 1, 1, 1).toordinal()
+            if lo == hi or (first != hi and end != lo):  # not adjacent: start a new span
+                self._holiday_ordinals = set()
+                lo, hi = first, end
+            self._holiday_ordinals.update(self._year_holidays(year)[1])
+            self._holiday_span = (min(lo, first), max(hi, end))
+        return ordinal in self._holiday_ordinals
 
     def _holidays_in_range(self, first: int, last: int) -> list[int]:
         """Holiday ordinals in ``[first, last]``, sorted."""
@@ -846,6 +948,28 @@ class Calendar:
         return cached
 
     def _compute_day(self, ordinal: int) -> tuple[int, ...]:
+        weekday = (ordinal - 1) % 7
+        flat = self._flat_week[weekday]
+        if not flat or self._is_holiday(ordinal):
+            return ()
+        u0 = self._fast_midnight((ordinal - _EPOCH_ORDINAL) * _DAY)
+        if u0 is None:
+            return self._exact_day(ordinal)
+        # A day of constant offset, far from any change: the template shifted to UTC.
+        if not self._closure_starts:
+            return tuple([u0 + b for b in flat])
+        pairs = iter([u0 + b for b in flat])
+        return tuple(
+            bound
+            for interval in self._subtract_closures(
+                [[a, b] for a, b in zip(pairs, pairs, strict=True)]
+            )
+            for bound in interval
+        )
+
+    def _exact_day(self, ordinal: int) -> tuple[int, ...]:
+        """:meth:`_compute_day` from first principles (wall times placed one by one), for
+        days near an offset change; tests hold the fast path to it on every day."""
         template = self._week[(ordinal - 1) % 7]
         if not template or self._is_holiday(ordinal):
             return ()

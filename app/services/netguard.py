@@ -120,11 +120,28 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         await asyncio.sleep(seconds)
 
 
-class GuardedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport with the connection pool on a :class:`GuardedBackend`.
+def guarded_pool(
+    *,
+    allow_private: bool,
+    max_connections: int,
+    ssl_context: ssl.SSLContext | None = None,
+) -> httpcore.AsyncConnectionPool:
+    """An HTTP/1.1 connection pool on a :class:`GuardedBackend`: no proxies from the
+    environment (they would connect on our behalf, unchecked), no HTTP/2 (a plain,
+    predictable request per delivery). The dispatcher sends through it directly."""
+    return httpcore.AsyncConnectionPool(
+        ssl_context=ssl_context or httpx.create_ssl_context(trust_env=False),
+        max_connections=max_connections,
+        max_keepalive_connections=max_connections,
+        keepalive_expiry=5.0,
+        http1=True,
+        http2=False,
+        network_backend=GuardedBackend(allow_private=allow_private),
+    )
 
-    No proxies from the environment (they would connect on our behalf, unchecked), no
-    HTTP/2 (a plain, predictable request per delivery)."""
+
+class GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport on :func:`guarded_pool`."""
 
     def __init__(
         self,
@@ -136,12 +153,6 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         super().__init__(trust_env=False)
         # httpx builds its pool in __init__ without a way to pass a network backend; the
         # pool is replaced by the same one on the guarded backend.
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context or httpx.create_ssl_context(trust_env=False),
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections,
-            keepalive_expiry=5.0,
-            http1=True,
-            http2=False,
-            network_backend=GuardedBackend(allow_private=allow_private),
+        self._pool = guarded_pool(
+            allow_private=allow_private, max_connections=max_connections, ssl_context=ssl_context
         )
