@@ -56,6 +56,9 @@ class Worklog(Entity, table=True):
         sa_column=Column(ForeignKey("ticket_events.id", ondelete="SET NULL"), nullable=True),
     )
     note: str | None = Field(default=None, sa_type=Text)
+    # Who recorded it (the key's actor, as on the timeline); null on entries older than
+    # this column that no timeline event tells about.
+    actor: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
 
 
 class TicketAuthorization(Entity, table=True):
