@@ -38,6 +38,9 @@ Instant = Annotated[
 ]
 DateInRange = Annotated[date, AfterValidator(_date_in_range)]
 
+# A query-string text PostgreSQL can hold (text cannot contain NUL).
+NO_NUL = r"^[^\x00]*$"
+
 
 def _no_nul(value: Any) -> bool:
     if isinstance(value, str):

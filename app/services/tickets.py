@@ -20,12 +20,13 @@ from app.domain import lifecycle, sla
 from app.domain.lifecycle import Action, CloseReason
 from app.domain.vocab import Metric, TicketStatus
 from app.errors import NotFound, PreconditionFailed
+from app.models.search import TicketSearch
 from app.models.tickets import SlaClock, Ticket, TicketEvent
 from app.pagination import keyset, page_of
 from app.schemas.tickets import ClockRead, PlanSummary, TicketEventRead, TicketRead, TicketUpdate
 from app.security import Principal
 from app.services import clocks as clock_store
-from app.services import outbox
+from app.services import outbox, search
 from app.services.clocks import CalendarSet
 
 _SECOND = timedelta(seconds=1)
@@ -400,10 +401,16 @@ def list_statement(
     tier: int | None = None,
     breached: bool | None = None,
     due_before: datetime | None = None,
+    q: str | None = None,
     sort: str = "-received_at",
 ) -> Select[Any]:
-    """The page query of `GET /v1/tickets` (limit + 1 rows, keyset on the sort)."""
+    """The page query of `GET /v1/tickets` (limit + 1 rows, keyset on the sort). Rows are
+    tickets, or (ticket, rank) with ``sort="relevance"`` (which needs ``q``)."""
     stmt: Select[Any] = select(Ticket)
+    rank = None
+    if q is not None:
+        found, rank = search.ticket_match(principal, q)
+        stmt = stmt.join(TicketSearch, col(TicketSearch.ticket_id) == col(Ticket.id)).where(found)
     if principal.is_customer:
         stmt = stmt.where(col(Ticket.organization_id) == principal.organization_id)
     if organization_id is not None:
@@ -428,6 +435,10 @@ def list_statement(
             ),
         )
         stmt = stmt.where(is_breached if breached else ~is_breached)
+    if sort == "relevance":
+        assert rank is not None, "relevance needs q"
+        stmt = stmt.add_columns(rank.label("rank"))
+        return keyset(stmt, [rank, col(Ticket.id)], cursor, limit, descending=True)
     if sort == "next_due":
         stmt = stmt.where(col(Ticket.next_due_at).is_not(None))
         return keyset(stmt, [col(Ticket.next_due_at), col(Ticket.id)], cursor, limit)
@@ -446,12 +457,17 @@ async def list_tickets(
     **filters: Any,
 ) -> tuple[list[TicketRead], str | None]:
     stmt = list_statement(principal, now=now, cursor=cursor, limit=limit, sort=sort, **filters)
-    if sort == "next_due":
-        key = lambda t: (t.next_due_at, t.id)  # noqa: E731
+    result = await session.execute(stmt)
+    if sort == "relevance":
+        ranked = list(result.all())
+        page, next_cursor = page_of(ranked, limit, lambda r: (r.rank, r.Ticket.id))
+        items = [r.Ticket for r in page]
     else:
-        key = lambda t: (t.received_at, t.id)  # noqa: E731
-    tickets = list((await session.execute(stmt)).scalars().all())
-    items, next_cursor = page_of(tickets, limit, key)
+        if sort == "next_due":
+            key = lambda t: (t.next_due_at, t.id)  # noqa: E731
+        else:
+            key = lambda t: (t.received_at, t.id)  # noqa: E731
+        items, next_cursor = page_of(list(result.scalars().all()), limit, key)
     rows = await clock_rows(session, [t.id for t in items])
     cals = await calendars_for(session, rows)
     fired = await clock_store.fired_keys(session, [r.id for r in rows])
