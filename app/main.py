@@ -30,6 +30,7 @@ from app.routers import (
     contracts,
     entitlement,
     health,
+    me,
     organizations,
     plans,
     reports,
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     for router in (
         health.router,
         api_keys.router,
+        me.router,
         organizations.router,
         contacts.router,
         agents.router,

@@ -60,6 +60,7 @@ class Principal:
     organization_id: uuid.UUID | None = None
     contact_id: uuid.UUID | None = None
     agent_id: uuid.UUID | None = None
+    key_name: str | None = None
 
     @property
     def is_customer(self) -> bool:
@@ -77,14 +78,26 @@ class Principal:
         if not self.can_see_organization(organization_id):
             raise NotFound(f"No {what} with that id.")
 
-    def actor(self) -> dict[str, str | None]:
-        """How events record who acted."""
+    def actor(self, *, contact_id: uuid.UUID | None = None) -> dict[str, str | None]:
+        """How events record who acted: the key (its id and name), the agent a staff key is
+        bound to, the contact a customer key is bound to, or ``contact_id`` (the customer
+        whose message staff are logging)."""
+        contact = contact_id or self.contact_id
         return {
             "role": self.role.value,
             "api_key_id": str(self.key_id),
+            "api_key_name": self.key_name,
             "agent_id": str(self.agent_id) if self.agent_id else None,
-            "contact_id": str(self.contact_id) if self.contact_id else None,
+            "contact_id": str(contact) if contact else None,
         }
+
+
+SYSTEM_ACTOR: dict[str, str | None] = {"role": "system"}
+
+
+def actor_of(principal: Principal | None) -> dict[str, str | None]:
+    """The actor of a change: the key's, or the system's (timers, no key at all)."""
+    return principal.actor() if principal is not None else dict(SYSTEM_ACTOR)
 
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer sld_…`")
@@ -115,6 +128,7 @@ async def current_principal(
         organization_id=row.organization_id,
         contact_id=row.contact_id,
         agent_id=row.agent_id,
+        key_name=row.name,
     )
     request.state.principal = principal
     return principal

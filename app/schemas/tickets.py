@@ -66,6 +66,15 @@ class MessageBody(ActionBase):
     body: Body
 
 
+class CustomerReplyBody(MessageBody):
+    contact_id: uuid.UUID | None = Field(
+        default=None,
+        description="who wrote it: a contact of the ticket's organization. Default: the "
+        "key's own contact, else the ticket's requester (staff logging an e-mail or a call "
+        "from someone else name them)",
+    )
+
+
 class ContactAttemptBody(ActionBase):
     channel: Channel
     body: Body
@@ -110,7 +119,7 @@ ACTION_BODIES: dict[Action, type[ActionBase]] = {
     Action.NOTE: MessageBody,
     Action.REQUEST_INFO: MessageBody,
     Action.CONTACT_ATTEMPT: ContactAttemptBody,
-    Action.CUSTOMER_REPLY: MessageBody,
+    Action.CUSTOMER_REPLY: CustomerReplyBody,
     Action.ESCALATE: EscalateBody,
     Action.CHANGE: ChangeBody,
     Action.CALLBACK: CallbackBody,

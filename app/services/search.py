@@ -41,9 +41,7 @@ def _rank(document: Any, query: ColumnElement[Any]) -> ColumnElement[float]:
     return func.ts_rank(document, query, _RANK_NORMALIZATION, type_=Float)
 
 
-def ticket_match(
-    principal: Principal, q: str
-) -> tuple[ColumnElement[bool], ColumnElement[float]]:
+def ticket_match(principal: Principal, q: str) -> tuple[ColumnElement[bool], ColumnElement[float]]:
     """The condition on ``ticket_search`` rows matching ``q`` for this key, and their rank
     (higher is better)."""
     staff = principal.is_staff
@@ -51,7 +49,7 @@ def ticket_match(
     ranks = []
     for name in SEARCH_CONFIGS:
         query = _query(name, q)
-        found = col(TicketSearch.document).op("@@")(query)
+        found: ColumnElement[bool] = col(TicketSearch.document).op("@@")(query)
         rank = _rank(col(TicketSearch.document), query)
         if staff:
             found = or_(found, col(TicketSearch.internal).op("@@")(query))

@@ -24,7 +24,7 @@ from app.models.search import TicketSearch
 from app.models.tickets import SlaClock, Ticket, TicketEvent
 from app.pagination import keyset, page_of
 from app.schemas.tickets import ClockRead, PlanSummary, TicketEventRead, TicketRead, TicketUpdate
-from app.security import Principal
+from app.security import Principal, actor_of
 from app.services import clocks as clock_store
 from app.services import outbox, search
 from app.services.clocks import CalendarSet
@@ -324,11 +324,13 @@ async def record(
     data: dict[str, Any] | None = None,
     outbox_type: str | None = None,
     context: PayloadContext | None = None,
+    actor: dict[str, Any] | None = None,
 ) -> TicketEvent:
     """Write one timeline event and (optionally) its outbox event, in this transaction.
+    ``actor`` (default: the principal's) says who acted.
 
     With a ``context`` (see ``emit``) both are only added to the session."""
-    actor = principal.actor() if principal is not None else {"role": "system"}
+    actor = actor or actor_of(principal)
     event = TicketEvent(
         ticket_id=ticket.id,
         kind=kind,

@@ -30,7 +30,7 @@ from app.models.directory import Agent
 from app.models.tickets import Ticket
 from app.pagination import keyset, page_of
 from app.schemas.billing import ContractUsage, WorklogCreate, WorklogRead
-from app.security import Principal
+from app.security import Principal, actor_of
 from app.services import authorizations, contracts, tickets
 from app.services import clocks as clock_store
 from app.services.plan_terms import TicketTerms
@@ -137,6 +137,7 @@ async def _write(
         source=entry.source,
         event_id=entry.event_id,
         note=entry.note,
+        actor=actor_of(principal),
     )
     session.add(row)
     await session.flush()
@@ -248,6 +249,8 @@ def read(row: Worklog, principal: Principal) -> WorklogRead:
     if principal.is_customer:
         # Who worked it and the internal note stay with staff, as on the timeline.
         view.agent_id = view.note = None
+        if view.actor is not None:
+            view.actor = tickets.customer_view_of_actor(view.actor)
     return view
 
 

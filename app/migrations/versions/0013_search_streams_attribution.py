@@ -238,9 +238,7 @@ def upgrade() -> None:
         "worklogs",
         sa.Column("actor", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
     )
-    op.execute(
-        "UPDATE worklogs w SET actor = e.actor FROM ticket_events e WHERE e.id = w.event_id"
-    )
+    op.execute("UPDATE worklogs w SET actor = e.actor FROM ticket_events e WHERE e.id = w.event_id")
 
 
 def downgrade() -> None:
