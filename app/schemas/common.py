@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, ClassVar
+from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
@@ -84,6 +85,23 @@ class PatchModel(StrictModel):
 
 class ReadModel(BaseModel):
     model_config = ConfigDict(from_attributes=True)
+
+
+class LocalTime(ReadModel):
+    """An instant as the wall clock of a time zone reads it (the plan calendar's: what
+    the customer is told)."""
+
+    at: datetime = Field(
+        description="the same instant, in local time with its UTC offset",
+        examples=["2026-03-09T03:15:00-06:00"],
+    )
+    timezone: str = Field(description="IANA time zone", examples=["America/Mexico_City"])
+
+
+def local_time(instant: datetime | None, timezone: str | None) -> LocalTime | None:
+    if instant is None or timezone is None:
+        return None
+    return LocalTime(at=instant.astimezone(ZoneInfo(timezone)), timezone=timezone)
 
 
 class FieldProblem(BaseModel):

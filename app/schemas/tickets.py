@@ -10,7 +10,7 @@ from pydantic import Field, StringConstraints
 
 from app.domain.lifecycle import Action, CloseReason
 from app.domain.vocab import Category, Channel, Metric, Severity, TicketStatus
-from app.schemas.common import Instant, PatchModel, ReadModel, StrictModel
+from app.schemas.common import Instant, LocalTime, PatchModel, ReadModel, StrictModel
 
 Subject = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
 Body = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50_000)]
@@ -141,6 +141,11 @@ class ClockRead(ReadModel):
     running: bool
     started_at: datetime
     due_at: datetime | None = Field(description="null while paused, stopped or best effort")
+    due_local: LocalTime | None = Field(
+        default=None,
+        description="`due_at` in the time zone of the ticket's plan calendar (also for 24x7 "
+        "clocks): the local time to tell the customer",
+    )
     elapsed_seconds: int
     remaining_seconds: int | None
     overdue_seconds: int | None

@@ -23,6 +23,7 @@ from app.errors import NotFound, PreconditionFailed
 from app.models.search import TicketSearch
 from app.models.tickets import SlaClock, Ticket, TicketEvent
 from app.pagination import keyset, page_of
+from app.schemas.common import local_time
 from app.schemas.tickets import ClockRead, PlanSummary, TicketEventRead, TicketRead, TicketUpdate
 from app.security import Principal, actor_of
 from app.services import clocks as clock_store
@@ -113,9 +114,30 @@ async def calendars_for(session: AsyncSession, rows: Sequence[SlaClock]) -> Cale
 # ------------------------------------------------------------------------- reading
 
 
+def plan_timezone(ticket: Ticket, cals: CalendarSet) -> str | None:
+    """The time zone of the ticket's plan calendar: its live value when the calendar is
+    loaded (a business clock counts by it), else as the ticket's snapshot recorded it."""
+    snapshot = ticket.plan_snapshot
+    if not snapshot or not snapshot.get("calendar_id"):
+        return None
+    calendar_id = snapshot["calendar_id"]
+    live = cals.timezone(uuid.UUID(calendar_id))
+    if live is not None:
+        return live
+    recorded = [
+        p.get("timezone") for p in snapshot.get("chain", ()) if p.get("calendar_id") == calendar_id
+    ]
+    return recorded[0] if recorded else None
+
+
 def clock_read(
-    row: SlaClock, cals: CalendarSet, now: datetime, fired: set[str] | None = None
+    row: SlaClock,
+    cals: CalendarSet,
+    now: datetime,
+    fired: set[str] | None = None,
+    timezone: str | None = None,
 ) -> ClockRead:
+    """The clock read at ``now``; its due time is also told in ``timezone``."""
     clock = clock_store.to_domain(row)
     cal = cals.of(row)
     reading = sla.read(clock, now, cal)
@@ -128,6 +150,7 @@ def clock_read(
         running=reading.running,
         started_at=reading.started_at,
         due_at=reading.due_at,
+        due_local=local_time(reading.due_at, timezone),
         elapsed_seconds=reading.elapsed // _SECOND,
         remaining_seconds=None if reading.remaining is None else reading.remaining // _SECOND,
         overdue_seconds=None if reading.overdue is None else reading.overdue // _SECOND,
@@ -158,6 +181,7 @@ def ticket_read(
         allowed &= lifecycle.CUSTOMER_ACTIONS
     snapshot = ticket.plan_snapshot or None
     plan = PlanSummary.model_validate(snapshot["plan"]) if snapshot else None
+    zone = plan_timezone(ticket, cals) if rows else None
     return TicketRead(
         id=ticket.id,
         number=display_number(ticket.number),
@@ -190,7 +214,7 @@ def ticket_read(
         version=ticket.version,
         created_at=ticket.created_at,
         updated_at=ticket.updated_at,
-        sla=[clock_read(r, cals, now, (fired or {}).get(r.id)) for r in rows],
+        sla=[clock_read(r, cals, now, (fired or {}).get(r.id), zone) for r in rows],
         allowed_actions=sorted(allowed, key=lambda a: list(Action).index(a)),
     )
 
