@@ -29,6 +29,7 @@ from app.routers import (
     contacts,
     contracts,
     entitlement,
+    events,
     health,
     me,
     organizations,
@@ -39,6 +40,7 @@ from app.routers import (
     webhooks,
 )
 from app.workers.runner import running_workers
+from app.workers.stream_hub import HubConfig, HubRegistry
 
 DESCRIPTION = """
 Support desk backend: entitlements, SLA clocks in business time, escalations, webhooks.
@@ -77,6 +79,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
             else:
                 yield
         finally:
+            app.state.stream_hubs.close_all("the server is stopping")
             if own_engine is not None:
                 await own_engine.dispose()
 
@@ -89,6 +92,8 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.migration_head = head_revision()
+    # Event streams' hubs read the outbox with whatever engine the app is bound to.
+    app.state.stream_hubs = HubRegistry(lambda: app.state.engine, HubConfig())
     if engine is not None:
         _bind(app, engine)
 
@@ -108,6 +113,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         tickets.router,
         billing.router,
         webhooks.router,
+        events.router,
         reports.router,
         statements.router,
     ):

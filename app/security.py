@@ -17,14 +17,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlmodel import col
 
 from app.db import SessionDep
 from app.errors import Forbidden, NotFound, Unauthorized
-from app.models import ApiKey
+from app.models import ApiKey, StreamToken
 
 KEY_PREFIX = "sld_"
 VISIBLE_PREFIX_LENGTH = 12  # "sld_" + 8 characters: enough to tell keys apart in a list
@@ -115,12 +115,15 @@ async def current_principal(
             select(ApiKey).where(col(ApiKey.key_hash) == hash_key(credentials.credentials))
         )
     ).scalar_one_or_none()
-    now = datetime.now(UTC)
     if row is None:
         raise Unauthorized("This API key is not valid.")
+    return _principal(request, row)
+
+
+def _principal(request: Request, row: ApiKey) -> Principal:
     if row.revoked_at is not None:
         raise Unauthorized("This API key was revoked.")
-    if row.expires_at is not None and row.expires_at <= now:
+    if row.expires_at is not None and row.expires_at <= datetime.now(UTC):
         raise Unauthorized("This API key has expired.")
     principal = Principal(
         key_id=row.id,
@@ -132,6 +135,43 @@ async def current_principal(
     )
     request.state.principal = principal
     return principal
+
+
+STREAM_TOKEN_PREFIX = "sst_"
+
+
+async def stream_principal(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    access_token: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="a stream token (`POST /v1/events/stream-tokens`), for clients that "
+            "cannot send an Authorization header, such as a browser's EventSource",
+        ),
+    ] = None,
+) -> Principal:
+    """The event stream's key: an API key in the header, or a stream token in the URL."""
+    if credentials is not None or access_token is None:
+        return await current_principal(request, session, credentials)
+    row = (
+        await session.execute(
+            select(ApiKey)
+            .join(StreamToken, col(StreamToken.api_key_id) == col(ApiKey.id))
+            .where(
+                col(StreamToken.token_hash) == hash_key(access_token),
+                col(StreamToken.expires_at) > datetime.now(UTC),
+            )
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        raise Unauthorized(
+            "This stream token is not valid or has expired; get a new one from "
+            "POST /v1/events/stream-tokens."
+        )
+    return _principal(request, row)
 
 
 def require(*roles: Role):  # type: ignore[no-untyped-def]
@@ -151,4 +191,5 @@ def require(*roles: Role):  # type: ignore[no-untyped-def]
 
 AnyKey = Annotated[Principal, Depends(current_principal)]
 StaffKey = Annotated[Principal, Depends(require(Role.ADMIN, Role.AGENT))]
+StreamKey = Annotated[Principal, Depends(stream_principal)]
 AdminKey = Annotated[Principal, Depends(require(Role.ADMIN))]

@@ -133,6 +133,7 @@ _DESCRIPTIONS = {
     412: "If-Match did not match the current ETag",
     413: "Request body too large",
     422: "The request is not valid; `errors` lists each bad field",
+    429: "Too many at once for this key; retry after `Retry-After` seconds",
 }
 
 
