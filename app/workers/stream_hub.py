@@ -146,7 +146,7 @@ class Scope:
         return found
 
 
-@dataclass
+@dataclass(eq=False)
 class Subscription:
     key_id: uuid.UUID
     closed: str | None = None  # why the hub ended it
@@ -183,6 +183,7 @@ class StreamHub:
         self._subscriptions: set[Subscription] = set()
         self._per_key: Counter[uuid.UUID] = Counter()
         self._catch_up = asyncio.Semaphore(self.config.catch_up_concurrency)
+        self._round_lock = asyncio.Lock()  # one round at a time moves the frontier
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -316,6 +317,10 @@ class StreamHub:
     async def run_round(self) -> float:
         """Move the frontier as far as the outbox allows; the seconds until the next
         round without a NOTIFY (0: at once)."""
+        async with self._round_lock:
+            return await self._round()
+
+    async def _round(self) -> float:
         if self.frontier is None:
             return await self._first_frontier()
         async with self.engine.connect() as conn:
