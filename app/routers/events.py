@@ -36,9 +36,11 @@ _EXAMPLE = (
 
 
 class EventStreamResponse(StreamingResponse):
-    """An SSE response that notices a client going away whatever the server's ASGI
-    version (a quiet stream would not otherwise learn it before its next write), and
-    always runs ``on_close`` — also when the stream never started."""
+    """An SSE response that starts (status and headers: a browser's `open`) only with
+    its first chunk — the stream knows its position then, so whatever commits after
+    `open` is on it —, notices a client going away whatever the server's ASGI version
+    (a quiet stream would not otherwise learn it before its next write), and always
+    runs ``on_close``, also when the stream never started."""
 
     media_type = EVENT_STREAM
 
@@ -48,6 +50,18 @@ class EventStreamResponse(StreamingResponse):
         # no-cache: never stored; X-Accel-Buffering: a proxy (nginx) must not buffer it.
         super().__init__(content, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         self._on_close = on_close
+
+    async def stream_response(self, send: Send) -> None:
+        chunks = aiter(self.body_iterator)
+        first = await anext(chunks, None)
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        if first is not None:
+            await send({"type": "http.response.body", "body": _bytes(first), "more_body": True})
+            async for chunk in chunks:
+                await send({"type": "http.response.body", "body": _bytes(chunk), "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -68,12 +82,21 @@ class EventStreamResponse(StreamingResponse):
                 await self._on_close()
 
 
+def _bytes(chunk: str | bytes | memoryview) -> bytes:
+    return chunk.encode() if isinstance(chunk, str) else bytes(chunk)
+
+
 def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-@router.post("/stream-tokens", status_code=201, response_model=StreamTokenRead)
+@router.post(
+    "/stream-tokens",
+    status_code=201,
+    response_model=StreamTokenRead,
+    summary="Create a stream token (for EventSource)",
+)
 async def create_stream_token(
     request: Request, session: SessionDep, principal: AnyKey
 ) -> StreamTokenRead:
@@ -93,6 +116,8 @@ async def create_stream_token(
 
 @router.get(
     "/stream",
+    status_code=200,
+    summary="Live updates (Server-Sent Events)",
     response_class=EventStreamResponse,
     response_model=None,
     responses={

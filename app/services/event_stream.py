@@ -121,13 +121,15 @@ async def events(
     ``seq`` order, until ``max_seconds`` pass or the hub closes the stream."""
     view, shape = ("customer", customer_shape) if customer else ("staff", staff_shape)
     deadline = time.monotonic() + max_seconds
-    # The comment makes the response start at once (a browser fires `open`).
-    yield f"retry: {RETRY_MS}\n: connected\n\n".encode()
     cursor = after
     if cursor is None:
         cursor = await hub.start_position(subscription, deadline - time.monotonic())
         if cursor is None:
             return
+    # The first chunk starts the response (a browser fires `open`) once the position is
+    # known. `id` sets the client's Last-Event-ID even before any event comes, and each
+    # heartbeat moves it past events its filters skipped: a reconnect resumes exactly.
+    yield f"retry: {RETRY_MS}\nid: {cursor}\n: connected\n\n".encode()
     while subscription.closed is None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -135,7 +137,7 @@ async def events(
         batch = await hub.read(subscription, cursor, scope, min(heartbeat, remaining))
         if batch is None:
             if deadline - time.monotonic() > 0:
-                yield b": heartbeat\n\n"
+                yield f": heartbeat\nid: {cursor}\n\n".encode()
             continue
         for event in batch.events:
             yield event.frame(view, shape)
