@@ -4,6 +4,7 @@ organizations. Internal notes are never found with a customer key."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.domain.vocab import LANGUAGES
 from app.models.search import SEARCH_CONFIGS
 from app.security import Role
+from app.services import search
 from tests.conftest import client_for, make_key
 from tests.factories import create_contact, create_org
 from tests.plan_factories import create_contract
@@ -194,3 +196,31 @@ async def test_organizations_by_name_or_external_ref_and_contacts_by_email(
         assert refused.status_code == 403
         mine = await customer.get("/v1/organizations", params={"q": "acme"})
         assert [o["name"] for o in mine.json()["items"]] == ["Acme Corporation"]
+
+
+async def test_a_broad_search_ranks_its_most_recent_matches(
+    admin: httpx.AsyncClient, monkeypatch: Any
+) -> None:
+    """Relevance is computed over the newest RANKED_WINDOW matches (all of them when fewer
+    match); sorting by receipt pages through every match."""
+    monkeypatch.setattr(search, "RANKED_WINDOW", 3)
+    desk = await make_desk(admin)
+    base = datetime.now(UTC) - timedelta(days=1)
+    # The oldest is the best match (the word in its subject and description).
+    numbers = [
+        (
+            await open_ticket(
+                admin,
+                desk,
+                subject="Modem modem" if n == 0 else f"Ticket {n}",
+                description="modem" if n in (0, 3) else "The modem again.",
+                received_at=(base + timedelta(minutes=n)).isoformat(),
+            )
+        )["number"]
+        for n in range(5)
+    ]
+    ranked = await _numbers(admin, q="modem")
+    assert sorted(ranked) == sorted(numbers[2:])  # the three most recent matches
+    assert numbers[0] not in ranked
+    assert await _numbers(admin, q="modem", sort="-received_at") == numbers[::-1]
+    assert await _numbers(admin, q="modem", sort="received_at") == numbers

@@ -17,10 +17,13 @@ every timeline event with a body. The application never writes them.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
-from sqlalchemy import Column, ForeignKey, Index
+from sqlalchemy import Column, ForeignKey, Index, Uuid
 from sqlalchemy.dialects.postgresql import REGCONFIG, TSVECTOR
 from sqlmodel import Field, SQLModel
+
+from app.models.base import timestamptz
 
 # The configurations ``sladesk_search_config`` may choose (a query is parsed with each, and
 # matched against the tickets of that configuration only).
@@ -32,11 +35,23 @@ class TicketSearch(SQLModel, table=True):
     __table_args__ = (
         Index("ix_ticket_search_document", "document", postgresql_using="gin"),
         Index("ix_ticket_search_internal", "internal", postgresql_using="gin"),
+        # The most recent matches first (services.search.RANKED_WINDOW), overall and per
+        # organization (customer keys), without touching the tickets table.
+        Index("ix_ticket_search_received_at_ticket_id", "received_at", "ticket_id"),
+        Index(
+            "ix_ticket_search_organization_id_received_at_ticket_id",
+            "organization_id",
+            "received_at",
+            "ticket_id",
+        ),
     )
 
     ticket_id: uuid.UUID = Field(
         sa_column=Column(ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True)
     )
+    # The ticket's, copied (they never change after intake; the edit trigger follows them).
+    organization_id: uuid.UUID = Field(sa_column=Column(Uuid, nullable=False))
+    received_at: datetime = timestamptz()
     config: str = Field(sa_column=Column(REGCONFIG, nullable=False))
     conversation: str = Field(sa_column=Column(TSVECTOR, nullable=False))
     internal: str = Field(sa_column=Column(TSVECTOR, nullable=False))

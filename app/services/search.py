@@ -14,50 +14,103 @@ also match ``internal`` (internal notes).
 
 from __future__ import annotations
 
-from typing import Any
+import uuid
+from typing import Any, cast
 
-from sqlalchemy import Float, and_, bindparam, case, func, literal_column, or_
+from sqlalchemy import Float, Select, and_, bindparam, case, func, literal_column, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
 
 from app.models import Organization
 from app.models.search import SEARCH_CONFIGS, TicketSearch
+from app.models.tickets import Ticket
+from app.pagination import keyset
 from app.security import Principal
 
 # ts_rank normalization 1: divided by 1 + log(document length), so a long conversation
 # does not outrank a ticket about exactly this just by being long.
 _RANK_NORMALIZATION = 1
 
+# Relevance is computed over the most recent matches, at most this many: every match
+# when fewer match (the searches that look for something), the newest this many of a
+# broad search (a word in a tenth of all tickets), whose cost would otherwise grow with
+# the whole history. Sorting by `received_at` pages through every match.
+RANKED_WINDOW = 1000
+
 
 def _config(name: str) -> ColumnElement[Any]:
     return literal_column(f"'{name}'::regconfig")
-
-
-def _query(name: str, q: str) -> ColumnElement[Any]:
-    return func.websearch_to_tsquery(_config(name), bindparam("search_q", q))
 
 
 def _rank(document: Any, query: ColumnElement[Any]) -> ColumnElement[float]:
     return func.ts_rank(document, query, _RANK_NORMALIZATION, type_=Float)
 
 
-def ticket_match(principal: Principal, q: str) -> tuple[ColumnElement[bool], ColumnElement[float]]:
-    """The condition on ``ticket_search`` rows matching ``q`` for this key, and their rank
-    (higher is better)."""
+def ticket_match(
+    principal: Principal, q: str, rows: Any = TicketSearch
+) -> tuple[ColumnElement[bool], ColumnElement[float]]:
+    """The condition on ``ticket_search`` rows (``rows``: the table or an alias) matching
+    ``q`` for this key, and their rank (higher is better)."""
     staff = principal.is_staff
     conditions = []
     ranks = []
     for name in SEARCH_CONFIGS:
-        query = _query(name, q)
-        found: ColumnElement[bool] = col(TicketSearch.document).op("@@")(query)
-        rank = _rank(col(TicketSearch.document), query)
+        query = func.websearch_to_tsquery(_config(name), bindparam("q", q, unique=True))
+        found: ColumnElement[bool] = rows.document.op("@@")(query)
+        rank = _rank(rows.document, query)
         if staff:
-            found = or_(found, col(TicketSearch.internal).op("@@")(query))
-            rank = rank + _rank(col(TicketSearch.internal), query)
-        same_language = col(TicketSearch.config) == _config(name)
+            found = or_(found, rows.internal.op("@@")(query))
+            rank = rank + _rank(rows.internal, query)
+        same_language = rows.config == _config(name)
         conditions.append(and_(same_language, found))
         ranks.append((same_language, rank))
     return or_(*conditions), case(*ranks, else_=0.0).cast(Float)
+
+
+def ranked_tickets(
+    principal: Principal,
+    q: str,
+    *,
+    organizations: set[uuid.UUID | None],
+    conditions: list[ColumnElement[bool]],
+    cursor: str | None,
+    limit: int,
+) -> Select[Any]:
+    """The page query of a search by relevance: (ticket, rank) rows, best first, keyset on
+    (rank, id). The window of the most recent matches (:data:`RANKED_WINDOW`) is found
+    first — by the GIN index for a rare word, by walking ``received_at`` backwards for
+    a common one, as the planner estimates —, and only its tickets are ranked.
+    ``conditions`` are on ``tickets``; ``organizations`` all must hold (customer scope,
+    organization filter)."""
+    found, _ = ticket_match(principal, q)
+    documents = [col(TicketSearch.config), col(TicketSearch.document), col(TicketSearch.internal)]
+    window = select(col(TicketSearch.ticket_id), *documents).where(found)
+    for organization in organizations:
+        window = window.where(col(TicketSearch.organization_id) == organization)
+    if conditions:
+        window = window.join(Ticket, col(Ticket.id) == col(TicketSearch.ticket_id)).where(
+            *conditions
+        )
+    recent = (
+        window.order_by(col(TicketSearch.received_at).desc(), col(TicketSearch.ticket_id).desc())
+        .limit(RANKED_WINDOW)
+        .subquery("recent")
+    )
+    # Ranked where the documents are at hand; only the page's tickets are then read.
+    _, rank = ticket_match(principal, q, recent.c)
+    scored = keyset(
+        select(recent.c.ticket_id, rank.label("rank")),
+        [rank, recent.c.ticket_id],
+        cursor,
+        limit,
+        descending=True,
+    ).subquery("scored")
+    return cast(
+        "Select[Any]",
+        select(Ticket, scored.c.rank)
+        .join(scored, scored.c.ticket_id == col(Ticket.id))
+        .order_by(scored.c.rank.desc(), col(Ticket.id).desc()),
+    )
 
 
 # The expression of ix_organizations_name_search: a query must repeat it exactly.
@@ -72,7 +125,7 @@ def organization_match(q: str) -> ColumnElement[bool] | None:
     if not words:
         return None
     terms = [f"'{w}'" for w in words[:-1]] + [f"'{words[-1]}':*"]
-    query = func.to_tsquery(_config("simple"), bindparam("name_q", " & ".join(terms)))
+    query = func.to_tsquery(_config("simple"), bindparam("q", " & ".join(terms), unique=True))
     document = func.to_tsvector(_config("simple"), col(Organization.name))
     return document.op("@@")(query)
 
@@ -84,4 +137,4 @@ def _words(q: str) -> list[str]:
     return cleaned.split()[:16]
 
 
-__all__ = ["NAME_DOCUMENT", "organization_match", "ticket_match"]
+__all__ = ["NAME_DOCUMENT", "RANKED_WINDOW", "organization_match", "ranked_tickets", "ticket_match"]

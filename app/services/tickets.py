@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Select, and_, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
 
 from app.domain import lifecycle, sla
@@ -432,26 +433,22 @@ def list_statement(
 ) -> Select[Any]:
     """The page query of `GET /v1/tickets` (limit + 1 rows, keyset on the sort). Rows are
     tickets, or (ticket, rank) with ``sort="relevance"`` (which needs ``q``)."""
-    stmt: Select[Any] = select(Ticket)
-    rank = None
-    if q is not None:
-        found, rank = search.ticket_match(principal, q)
-        stmt = stmt.join(TicketSearch, col(TicketSearch.ticket_id) == col(Ticket.id)).where(found)
+    organizations = {organization_id}
     if principal.is_customer:
-        stmt = stmt.where(col(Ticket.organization_id) == principal.organization_id)
-    if organization_id is not None:
-        stmt = stmt.where(col(Ticket.organization_id) == organization_id)
+        organizations.add(principal.organization_id)
+    organizations.discard(None)
+    conditions: list[ColumnElement[bool]] = []
     if status:
-        stmt = stmt.where(col(Ticket.status).in_([s.value for s in status]))
+        conditions.append(col(Ticket.status).in_([s.value for s in status]))
     if severity:
-        stmt = stmt.where(col(Ticket.severity).in_(list(severity)))
+        conditions.append(col(Ticket.severity).in_(list(severity)))
     if assignee_id is not None:
-        stmt = stmt.where(col(Ticket.assignee_id) == assignee_id)
+        conditions.append(col(Ticket.assignee_id) == assignee_id)
     if tier is not None:
-        stmt = stmt.where(col(Ticket.tier) == tier)
+        conditions.append(col(Ticket.tier) == tier)
     if due_before is not None:
         # next_due_at is the earliest due instant among the ticket's running clocks.
-        stmt = stmt.where(col(Ticket.next_due_at) < due_before)
+        conditions.append(col(Ticket.next_due_at) < due_before)
     if breached is not None:
         is_breached = exists().where(
             col(SlaClock.ticket_id) == col(Ticket.id),
@@ -460,11 +457,23 @@ def list_statement(
                 and_(col(SlaClock.due_at).is_not(None), col(SlaClock.due_at) < now),
             ),
         )
-        stmt = stmt.where(is_breached if breached else ~is_breached)
+        conditions.append(is_breached if breached else ~is_breached)
     if sort == "relevance":
-        assert rank is not None, "relevance needs q"
-        stmt = stmt.add_columns(rank.label("rank"))
-        return keyset(stmt, [rank, col(Ticket.id)], cursor, limit, descending=True)
+        assert q is not None, "relevance needs q"
+        return search.ranked_tickets(
+            principal,
+            q,
+            organizations=organizations,
+            conditions=conditions,
+            cursor=cursor,
+            limit=limit,
+        )
+    stmt: Select[Any] = select(Ticket).where(*conditions)
+    for organization in organizations:
+        stmt = stmt.where(col(Ticket.organization_id) == organization)
+    if q is not None:
+        found, _ = search.ticket_match(principal, q)
+        stmt = stmt.join(TicketSearch, col(TicketSearch.ticket_id) == col(Ticket.id)).where(found)
     if sort == "next_due":
         stmt = stmt.where(col(Ticket.next_due_at).is_not(None))
         return keyset(stmt, [col(Ticket.next_due_at), col(Ticket.id)], cursor, limit)

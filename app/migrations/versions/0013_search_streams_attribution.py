@@ -4,9 +4,9 @@ Revision ID: 0013
 Revises: 0008
 Create Date: 2026-12-14
 
-* ``ticket_search``: one row per ticket with its text as ``tsvector`` documents (see
-  app/models/search.py), written only by the triggers below, in the transaction that
-  changes the text. Existing tickets are indexed here.
+* ``ticket_search``: one row per ticket with its text as ``tsvector`` documents, its
+  organization and receipt (see app/models/search.py), written only by the triggers
+  below, in the transaction that changes them. Existing tickets are indexed here.
 * ``organizations``: GIN index on the words of the name, index on ``external_ref``;
   ``contacts``: index on ``lower(email)`` (a person across organizations).
 * ``stream_tokens``: short-lived credentials of the event stream.
@@ -64,8 +64,9 @@ BEGIN
   SELECT sladesk_search_config(o.locale) INTO cfg
   FROM organizations o WHERE o.id = NEW.organization_id;
   cfg := coalesce(cfg, 'pg_catalog.simple'::regconfig);
-  INSERT INTO ticket_search (ticket_id, config, conversation, internal, document)
-  VALUES (NEW.id, cfg, ''::tsvector, ''::tsvector,
+  INSERT INTO ticket_search (ticket_id, organization_id, received_at, config, conversation,
+                             internal, document)
+  VALUES (NEW.id, NEW.organization_id, NEW.received_at, cfg, ''::tsvector, ''::tsvector,
           sladesk_ticket_head(cfg, NEW.subject, NEW.description));
   RETURN NULL;
 END
@@ -83,7 +84,9 @@ BEGIN
   END IF;
   head := sladesk_ticket_head(s.config, NEW.subject, NEW.description);
   UPDATE ticket_search
-  SET document = coalesce(sladesk_tsvector_concat(head, s.conversation), head)
+  SET document = coalesce(sladesk_tsvector_concat(head, s.conversation), head),
+      organization_id = NEW.organization_id,
+      received_at = NEW.received_at
   WHERE ticket_id = NEW.id;
   RETURN NULL;
 END
@@ -126,9 +129,12 @@ $$"""
 TRIGGERS = (
     "CREATE TRIGGER ticket_search_created AFTER INSERT ON tickets "
     "FOR EACH ROW EXECUTE FUNCTION sladesk_ticket_search_created()",
-    "CREATE TRIGGER ticket_search_edited AFTER UPDATE OF subject, description ON tickets "
+    "CREATE TRIGGER ticket_search_edited "
+    "AFTER UPDATE OF subject, description, organization_id, received_at ON tickets "
     "FOR EACH ROW WHEN (OLD.subject IS DISTINCT FROM NEW.subject "
-    "OR OLD.description IS DISTINCT FROM NEW.description) "
+    "OR OLD.description IS DISTINCT FROM NEW.description "
+    "OR OLD.organization_id IS DISTINCT FROM NEW.organization_id "
+    "OR OLD.received_at IS DISTINCT FROM NEW.received_at) "
     "EXECUTE FUNCTION sladesk_ticket_search_edited()",
     "CREATE TRIGGER ticket_search_event AFTER INSERT ON ticket_events "
     "FOR EACH ROW WHEN (NEW.body IS NOT NULL AND NEW.kind <> 'created') "
@@ -138,8 +144,9 @@ TRIGGERS = (
 # Tickets that exist already: their text as the triggers would have kept it (each part
 # cut to 200,000 characters, far inside the 1 MB a tsvector may hold).
 BACKFILL = """
-INSERT INTO ticket_search (ticket_id, config, conversation, internal, document)
-SELECT t.id, k.cfg, c.conversation, c.internal,
+INSERT INTO ticket_search (ticket_id, organization_id, received_at, config, conversation,
+                           internal, document)
+SELECT t.id, t.organization_id, t.received_at, k.cfg, c.conversation, c.internal,
        sladesk_ticket_head(k.cfg, t.subject, t.description) || c.conversation
 FROM tickets t
 JOIN organizations o ON o.id = t.organization_id
@@ -170,6 +177,8 @@ def upgrade() -> None:
     op.create_table(
         "ticket_search",
         sa.Column("ticket_id", sa.Uuid(), nullable=False),
+        sa.Column("organization_id", sa.Uuid(), nullable=False),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("config", postgresql.REGCONFIG(), nullable=False),
         sa.Column("conversation", postgresql.TSVECTOR(), nullable=False),
         sa.Column("internal", postgresql.TSVECTOR(), nullable=False),
@@ -202,6 +211,18 @@ def upgrade() -> None:
         ["internal"],
         unique=False,
         postgresql_using="gin",
+    )
+    op.create_index(
+        "ix_ticket_search_received_at_ticket_id",
+        "ticket_search",
+        ["received_at", "ticket_id"],
+        unique=False,
+    )
+    op.create_index(
+        "ix_ticket_search_organization_id_received_at_ticket_id",
+        "ticket_search",
+        ["organization_id", "received_at", "ticket_id"],
+        unique=False,
     )
 
     op.create_index(
