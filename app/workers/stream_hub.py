@@ -31,6 +31,7 @@ import contextlib
 import json
 import logging
 import uuid
+import weakref
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -407,8 +408,12 @@ class HubRegistry:
     def __init__(self, engine_of: Callable[[], AsyncEngine], config: HubConfig) -> None:
         self._engine_of = engine_of
         self._config = config
-        self._hubs: dict[asyncio.AbstractEventLoop, StreamHub] = {}
-        self._locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+        self._hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, StreamHub] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def _lock(self) -> asyncio.Lock:
         return self._locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
