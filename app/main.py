@@ -93,7 +93,9 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     app.state.metrics = Metrics()
     app.state.migration_head = head_revision()
     # Event streams' hubs read the outbox with whatever engine the app is bound to.
-    app.state.stream_hubs = HubRegistry(lambda: app.state.engine, HubConfig())
+    # Revoked keys' streams end within a heartbeat.
+    hub_config = HubConfig(key_check=settings.stream_heartbeat_seconds)
+    app.state.stream_hubs = HubRegistry(lambda: app.state.engine, hub_config)
     if engine is not None:
         _bind(app, engine)
 
