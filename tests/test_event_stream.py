@@ -7,6 +7,7 @@ duration and shutdown behave as documented."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import uuid
@@ -22,8 +23,9 @@ from app.config import Settings
 from app.events import CATALOGUE, CUSTOMER_EVENT_TYPES
 from app.main import create_app
 from app.security import Role
+from app.services import event_stream
 from app.workers.escalation import TimerLoop
-from app.workers.stream_hub import HubConfig, HubRegistry, StreamHub
+from app.workers.stream_hub import HubConfig, HubRegistry, Scope, StreamEvent, StreamHub
 from tests.conftest import auth, make_key
 from tests.factories import create_agent, create_contact
 from tests.plan_factories import create_contract, target
@@ -342,3 +344,37 @@ async def test_shutting_down_ends_open_streams_at_once(
         server.handle_exit(signal.SIGWINCH, None)
         await sse.wait_ended(within=30)
     assert sse.ended  # ended by the server, cleanly: the client reconnects elsewhere
+
+
+async def test_a_filtered_stream_gets_heartbeats_while_others_events_flow(
+    db: AsyncEngine,
+) -> None:
+    """Heartbeats keep proxies from closing a quiet stream: a customer's stream is quiet
+    while the hub is busy with other organizations' events, and still gets them."""
+    hub = StreamHub(db)  # not started: the test moves its frontier itself
+    hub.frontier = 0
+    theirs, mine = uuid.uuid4(), uuid.uuid4()
+    subscription = hub.subscribe(uuid.uuid4(), 1)
+    stream = event_stream.events(
+        hub,
+        subscription,
+        Scope(organization_id=mine),
+        customer=True,
+        after=None,
+        max_seconds=1.5,
+        heartbeat=0.2,
+    )
+
+    async def busy() -> None:
+        for seq in range(1, 1000):
+            event = StreamEvent(seq, "ticket.updated", theirs, None, datetime.now(UTC), {})
+            hub._advance([event])
+            await asyncio.sleep(0.01)
+
+    flow = asyncio.create_task(busy())
+    try:
+        chunks = [chunk async for chunk in stream]
+    finally:
+        flow.cancel()
+    assert any(chunk.startswith(b": heartbeat") for chunk in chunks)
+    assert not any(b"event:" in chunk for chunk in chunks)  # none of theirs

@@ -130,17 +130,24 @@ async def events(
     # known. `id` sets the client's Last-Event-ID even before any event comes, and each
     # heartbeat moves it past events its filters skipped: a reconnect resumes exactly.
     yield f"retry: {RETRY_MS}\nid: {cursor}\n: connected\n\n".encode()
+    written = time.monotonic()
     while subscription.closed is None:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        now = time.monotonic()
+        if now >= deadline:
             return
-        batch = await hub.read(subscription, cursor, scope, min(heartbeat, remaining))
+        # A heartbeat after `heartbeat` seconds without a write — also when other
+        # organizations' events keep the hub busy and none of them is for this stream.
+        quiet = heartbeat - (now - written)
+        if quiet <= 0:
+            yield f": heartbeat\nid: {cursor}\n\n".encode()
+            written = now
+            continue
+        batch = await hub.read(subscription, cursor, scope, min(quiet, deadline - now))
         if batch is None:
-            if deadline - time.monotonic() > 0:
-                yield f": heartbeat\nid: {cursor}\n\n".encode()
             continue
         for event in batch.events:
             yield event.frame(view, shape)
+            written = time.monotonic()
         cursor = batch.upto
 
 
