@@ -86,14 +86,22 @@ async def _serve(settings: Settings) -> None:
     import uvicorn
 
     from app.main import create_app
+    from app.server import Server
 
     async with migrated_engine(settings) as engine:
         key = await _bootstrap_key(engine, settings)
         app = create_app(settings, engine=engine)
+        # No uvicorn access line: ours (observability) logs paths, never query strings,
+        # where a stream token travels.
         config = uvicorn.Config(
-            app, host=settings.host, port=settings.port, log_config=None, proxy_headers=True
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            proxy_headers=True,
         )
-        server = uvicorn.Server(config)
+        server = Server(config, app)
         serving = asyncio.create_task(server.serve())
         # uvicorn offers no "started" event; a short poll keeps start-up output truthful.
         while not server.started and not serving.done():  # noqa: ASYNC110

@@ -43,6 +43,23 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
     webhook_secret_overlap_hours: float = Field(default=24.0, ge=0, le=24 * 30)
 
+    stream_max_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        le=86_400,
+        description="An event stream ends after this long; clients reconnect with "
+        "Last-Event-ID (EventSource does by itself).",
+    )
+    stream_heartbeat_seconds: float = Field(
+        default=15.0, gt=0, le=300, description="A comment line on an idle event stream."
+    )
+    stream_max_per_key: int = Field(
+        default=10, ge=1, le=1000, description="Open event streams per API key (per process)."
+    )
+    stream_token_ttl_seconds: int = Field(
+        default=60, ge=5, le=3600, description="How long a stream token may open streams."
+    )
+
     bootstrap_admin_key: SecretStr | None = Field(
         default=None,
         description="Create this admin key on first start instead of a random one (containers).",

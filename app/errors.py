@@ -145,6 +145,17 @@ class AuthorizationDeclined(Conflict):
     slug, title = "authorization-declined", "The customer declined more time"
 
 
+class TooManyRequests(AppError):
+    """Too many of something at once for this key (e.g. open event streams)."""
+
+    status, slug, title = 429, "too-many-requests", "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: int | None = None, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        if retry_after is not None:
+            self.headers["Retry-After"] = str(retry_after)
+
+
 class ServiceUnavailable(AppError):
     status, slug, title = 503, "service-unavailable", "Service unavailable"
 

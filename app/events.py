@@ -7,8 +7,15 @@ among them (or ``*``); ``/docs`` shows one OpenAPI webhook per type with its exa
 Every delivery's body is ``{"type", "timestamp", "data"}`` (Standard Webhooks): ``type`` is
 the name below, ``timestamp`` the instant the event happened (not the attempt's), and
 ``data`` the outbox event's ``data``. Ticket events carry the ticket, its SLA entries and,
-for threshold events, the threshold that fired. Examples are illustrative: receivers
-must ignore fields they do not know, as new ones may be added.
+for threshold events, the threshold that fired. Every payload says who caused it, as an
+``actor`` (``data.event.actor`` in events with an ``event``, ``data.actor`` in the
+others): ``{"role": "system"}`` for the timers, else the API key (``api_key_id``,
+``api_key_name``), the agent it is bound to (``agent_id``) and the customer contact who
+wrote or acted (``contact_id``). Examples are illustrative: receivers must ignore fields
+they do not know, as new ones may be added.
+
+The same events, in the same shapes, stream to consoles from ``GET /v1/events/stream``;
+a customer key receives its organization's :data:`CUSTOMER_EVENT_TYPES` only.
 """
 
 from __future__ import annotations
@@ -31,6 +38,10 @@ class EventType:
     # Addressed events go only to the subscription named in ``data.subscription_id``
     # (never to ``*`` or to other subscriptions that list the type).
     addressed: bool = False
+    # Streamed to customer keys (their organization's): the events whose timeline entry
+    # a customer can read. The desk's own alarms (SLA firings, internal timeline events)
+    # and the webhook pipeline's test are the vendor's.
+    customer: bool = True
 
 
 _TICKET_ID = "0b6f7c1e-4d0a-4c8e-9a55-6a8f2f0c1d11"
@@ -86,6 +97,7 @@ _SLA: list[dict[str, Any]] = [
         "running": True,
         "started_at": "2026-03-06T17:00:00Z",
         "due_at": "2026-03-09T09:15:00Z",
+        "due_local": {"at": "2026-03-09T03:15:00-06:00", "timezone": "America/Mexico_City"},
         "elapsed_seconds": 2700,
         "remaining_seconds": 900,
         "overdue_seconds": 0,
@@ -102,6 +114,7 @@ _SLA: list[dict[str, Any]] = [
         "running": True,
         "started_at": "2026-03-06T17:00:00Z",
         "due_at": "2026-03-11T10:00:00Z",
+        "due_local": {"at": "2026-03-11T04:00:00-06:00", "timezone": "America/Mexico_City"},
         "elapsed_seconds": 2700,
         "remaining_seconds": 54900,
         "overdue_seconds": 0,
@@ -115,6 +128,7 @@ _SLA: list[dict[str, Any]] = [
 _ACTOR = {
     "role": "agent",
     "api_key_id": "9d8c7b6a-5f4e-4d3c-2b1a-0f9e8d7c6b5a",
+    "api_key_name": "console: Ana Ruiz",
     "agent_id": _AGENT_ID,
     "contact_id": None,
 }
@@ -122,6 +136,7 @@ _SYSTEM = {"role": "system"}
 _CUSTOMER = {
     "role": "customer",
     "api_key_id": "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
+    "api_key_name": "customer portal",
     "agent_id": None,
     "contact_id": "a3b4c5d6-e7f8-4091-a2b3-c4d5e6f70812",
 }
@@ -222,7 +237,12 @@ _TYPES = [
         {
             "ticket": _ticket(status="waiting_on_customer"),
             "sla": _sla(),
-            "event": {"from": "in_progress", "to": "waiting_on_customer", "action": "request_info"},
+            "event": {
+                "from": "in_progress",
+                "to": "waiting_on_customer",
+                "action": "request_info",
+                "actor": _ACTOR,
+            },
         },
     ),
     EventType(
@@ -326,7 +346,9 @@ _TYPES = [
     EventType(
         "ticket.customer_replied",
         "The customer answered",
-        "Paused clocks resume; a scheduled auto-close is cancelled.",
+        "Paused clocks resume; a scheduled auto-close is cancelled. `event.actor.contact_id` "
+        "is who wrote: the customer key's contact, or the contact an agent logging the "
+        "e-mail or call named (then `role` is the agent's).",
         _recorded(
             "customer_replied",
             _ticket(status="in_progress"),
@@ -354,7 +376,13 @@ _TYPES = [
         "under the new terms from the edit.",
         _recorded(
             "sla_recomputed",
-            actor={"role": "admin", "api_key_id": _ORG_ID, "agent_id": None, "contact_id": None},
+            actor={
+                "role": "admin",
+                "api_key_id": "0e1d2c3b-4a59-4687-a5b4-c3d2e1f0a9b8",
+                "api_key_name": "plan administration",
+                "agent_id": None,
+                "contact_id": None,
+            },
             calendar_id="7e6d5c4b-3a29-4817-a6b5-c4d3e2f1a0b9",
             version=4,
         ),
@@ -369,7 +397,9 @@ _TYPES = [
             "ticket": _ticket(),
             "sla": _sla(next_threshold={"key": "breach", "kind": "breach", "at": _BREACH["at"]}),
             "threshold": _threshold("warn:75", "warning", 75, "2026-03-09T09:00:00Z"),
+            "actor": _SYSTEM,
         },
+        customer=False,
     ),
     EventType(
         "sla.breached",
@@ -388,7 +418,9 @@ _TYPES = [
                 next_threshold=None,
             ),
             "threshold": _BREACH,
+            "actor": _SYSTEM,
         },
+        customer=False,
     ),
     EventType(
         "sla.retracted",
@@ -430,6 +462,7 @@ _TYPES = [
                 "reason": "255 minutes are charged, past the estimate of 240: further "
                 "billable time waits for the customer.",
             },
+            "actor": _ACTOR,
         },
     ),
     EventType(
@@ -448,6 +481,7 @@ _TYPES = [
                 "decided_by": _CUSTOMER,
                 "note": None,
             },
+            "actor": _CUSTOMER,
         },
     ),
     EventType(
@@ -460,9 +494,10 @@ _TYPES = [
             "authorization": {
                 **_AUTHORIZATION,
                 "status": "declined",
-                "decided_by": {**_ACTOR, "role": "agent"},
+                "decided_by": _ACTOR,
                 "note": "Customer's e-mail of 2026-03-06 18:30: no further hours.",
             },
+            "actor": _ACTOR,
         },
     ),
     EventType(
@@ -473,9 +508,11 @@ _TYPES = [
         {
             "subscription_id": "9a8b7c6d-5e4f-4a3b-2c1d-0e9f8a7b6c5d",
             "message": "Ping from sladesk: your endpoint received and can verify this event.",
+            "actor": {**_ACTOR, "role": "admin", "agent_id": None, "api_key_name": "ops"},
         },
         ticket=False,
         addressed=True,
+        customer=False,
     ),
 ]
 
@@ -483,6 +520,7 @@ CATALOGUE: dict[str, EventType] = {t.name: t for t in _TYPES}
 EVENT_TYPES: tuple[str, ...] = tuple(CATALOGUE)
 
 PING = "webhook.ping"
+CUSTOMER_EVENT_TYPES: frozenset[str] = frozenset(n for n, t in CATALOGUE.items() if t.customer)
 
 
 def example_message(name: str) -> dict[str, Any]:

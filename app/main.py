@@ -27,9 +27,12 @@ from app.routers import (
     api_keys,
     billing,
     calendars,
+    contacts,
     contracts,
     entitlement,
+    events,
     health,
+    me,
     organizations,
     plans,
     reports,
@@ -38,6 +41,7 @@ from app.routers import (
     webhooks,
 )
 from app.workers.runner import running_workers
+from app.workers.stream_hub import HubConfig, HubRegistry
 
 DESCRIPTION = """
 Support desk backend: entitlements, SLA clocks in business time, escalations, webhooks.
@@ -76,6 +80,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
             else:
                 yield
         finally:
+            app.state.stream_hubs.close_all("the server is stopping")
             if own_engine is not None:
                 await own_engine.dispose()
 
@@ -88,6 +93,10 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.migration_head = head_revision()
+    # Event streams' hubs read the outbox with whatever engine the app is bound to.
+    # Revoked keys' streams end within a heartbeat.
+    hub_config = HubConfig(key_check=settings.stream_heartbeat_seconds)
+    app.state.stream_hubs = HubRegistry(lambda: app.state.engine, hub_config)
     if engine is not None:
         _bind(app, engine)
 
@@ -96,7 +105,9 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     for router in (
         health.router,
         api_keys.router,
+        me.router,
         organizations.router,
+        contacts.router,
         agents.router,
         calendars.router,
         plans.router,
@@ -106,6 +117,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         billing.router,
         after_hours.router,
         webhooks.router,
+        events.router,
         reports.router,
         statements.router,
     ):

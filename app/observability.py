@@ -25,7 +25,7 @@ from app.errors import PROBLEM_MEDIA_TYPE, PayloadTooLarge
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 # Defence in depth: nothing that looks like a credential reaches a log line.
-_SECRET = re.compile(r"(sld_|whsec_)[A-Za-z0-9_+/=-]{8,}")
+_SECRET = re.compile(r"(sld_|sst_|whsec_)[A-Za-z0-9_+/=-]{8,}")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message"}
 

@@ -17,14 +17,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlmodel import col
 
 from app.db import SessionDep
 from app.errors import Forbidden, NotFound, Unauthorized
-from app.models import ApiKey
+from app.models import ApiKey, StreamToken
 
 KEY_PREFIX = "sld_"
 VISIBLE_PREFIX_LENGTH = 12  # "sld_" + 8 characters: enough to tell keys apart in a list
@@ -60,6 +60,7 @@ class Principal:
     organization_id: uuid.UUID | None = None
     contact_id: uuid.UUID | None = None
     agent_id: uuid.UUID | None = None
+    key_name: str | None = None
 
     @property
     def is_customer(self) -> bool:
@@ -77,14 +78,26 @@ class Principal:
         if not self.can_see_organization(organization_id):
             raise NotFound(f"No {what} with that id.")
 
-    def actor(self) -> dict[str, str | None]:
-        """How events record who acted."""
+    def actor(self, *, contact_id: uuid.UUID | None = None) -> dict[str, str | None]:
+        """How events record who acted: the key (its id and name), the agent a staff key is
+        bound to, the contact a customer key is bound to, or ``contact_id`` (the customer
+        whose message staff are logging)."""
+        contact = contact_id or self.contact_id
         return {
             "role": self.role.value,
             "api_key_id": str(self.key_id),
+            "api_key_name": self.key_name,
             "agent_id": str(self.agent_id) if self.agent_id else None,
-            "contact_id": str(self.contact_id) if self.contact_id else None,
+            "contact_id": str(contact) if contact else None,
         }
+
+
+SYSTEM_ACTOR: dict[str, str | None] = {"role": "system"}
+
+
+def actor_of(principal: Principal | None) -> dict[str, str | None]:
+    """The actor of a change: the key's, or the system's (timers, no key at all)."""
+    return principal.actor() if principal is not None else dict(SYSTEM_ACTOR)
 
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer sld_…`")
@@ -102,12 +115,15 @@ async def current_principal(
             select(ApiKey).where(col(ApiKey.key_hash) == hash_key(credentials.credentials))
         )
     ).scalar_one_or_none()
-    now = datetime.now(UTC)
     if row is None:
         raise Unauthorized("This API key is not valid.")
+    return _principal(request, row)
+
+
+def _principal(request: Request, row: ApiKey) -> Principal:
     if row.revoked_at is not None:
         raise Unauthorized("This API key was revoked.")
-    if row.expires_at is not None and row.expires_at <= now:
+    if row.expires_at is not None and row.expires_at <= datetime.now(UTC):
         raise Unauthorized("This API key has expired.")
     principal = Principal(
         key_id=row.id,
@@ -115,9 +131,47 @@ async def current_principal(
         organization_id=row.organization_id,
         contact_id=row.contact_id,
         agent_id=row.agent_id,
+        key_name=row.name,
     )
     request.state.principal = principal
     return principal
+
+
+STREAM_TOKEN_PREFIX = "sst_"
+
+
+async def stream_principal(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    access_token: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="a stream token (`POST /v1/events/stream-tokens`), for clients that "
+            "cannot send an Authorization header, such as a browser's EventSource",
+        ),
+    ] = None,
+) -> Principal:
+    """The event stream's key: an API key in the header, or a stream token in the URL."""
+    if credentials is not None or access_token is None:
+        return await current_principal(request, session, credentials)
+    row = (
+        await session.execute(
+            select(ApiKey)
+            .join(StreamToken, col(StreamToken.api_key_id) == col(ApiKey.id))
+            .where(
+                col(StreamToken.token_hash) == hash_key(access_token),
+                col(StreamToken.expires_at) > datetime.now(UTC),
+            )
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        raise Unauthorized(
+            "This stream token is not valid or has expired; get a new one from "
+            "POST /v1/events/stream-tokens."
+        )
+    return _principal(request, row)
 
 
 def require(*roles: Role):  # type: ignore[no-untyped-def]
@@ -137,4 +191,5 @@ def require(*roles: Role):  # type: ignore[no-untyped-def]
 
 AnyKey = Annotated[Principal, Depends(current_principal)]
 StaffKey = Annotated[Principal, Depends(require(Role.ADMIN, Role.AGENT))]
+StreamKey = Annotated[Principal, Depends(stream_principal)]
 AdminKey = Annotated[Principal, Depends(require(Role.ADMIN))]

@@ -83,6 +83,9 @@ def settings(database_url: str) -> Settings:
         webhooks_allow_http=True,
         db_pool_size=5,
         db_max_overflow=5,
+        # Event streams end quickly: tests that call every endpoint in-process (the
+        # authorization matrix, the fuzz test) must not wait on one.
+        stream_max_seconds=1.0,
     )
 
 

@@ -1,6 +1,6 @@
 """SQLModel tables, one module per aggregate. Importing this package registers them all."""
 
-from app.models.api_key import ApiKey
+from app.models.api_key import ApiKey, StreamToken
 from app.models.base import Entity, metadata
 from app.models.billing import AfterHoursRequest, TicketAuthorization, Worklog
 from app.models.calendar import CalendarRow
@@ -8,6 +8,7 @@ from app.models.contract import Contract
 from app.models.directory import Agent, Contact, Organization
 from app.models.outbox import OutboxEvent
 from app.models.plan import Plan
+from app.models.search import TicketSearch
 from app.models.tickets import IdempotencyKey, SlaClock, SlaFiring, Ticket, TicketEvent
 from app.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookSubscription
 
@@ -25,9 +26,11 @@ __all__ = [
     "Plan",
     "SlaClock",
     "SlaFiring",
+    "StreamToken",
     "Ticket",
     "TicketAuthorization",
     "TicketEvent",
+    "TicketSearch",
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookSubscription",

@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Column, ForeignKey, String
-from sqlmodel import Field
+from sqlalchemy import CheckConstraint, Column, ForeignKey, Index, String
+from sqlmodel import Field, SQLModel
 
-from app.models.base import Entity, timestamptz
+from app.models.base import Entity, timestamptz, utcnow
 
 
 class ApiKey(Entity, table=True):
@@ -40,3 +40,20 @@ class ApiKey(Entity, table=True):
     )
     expires_at: datetime | None = timestamptz(nullable=True, default=None)
     revoked_at: datetime | None = timestamptz(nullable=True, default=None)
+
+
+class StreamToken(SQLModel, table=True):
+    """A short-lived credential for `GET /v1/events/stream` only, for clients that cannot
+    send an Authorization header (a browser's EventSource): it rides in the URL, so it
+    opens nothing else, expires quickly, and dies with its API key. Stored as SHA-256."""
+
+    __tablename__ = "stream_tokens"
+    __table_args__ = (Index("ix_stream_tokens_expires_at", "expires_at"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    api_key_id: uuid.UUID = Field(
+        sa_column=Column(ForeignKey("api_keys.id", ondelete="CASCADE"), nullable=False)
+    )
+    expires_at: datetime = timestamptz()
+    created_at: datetime = timestamptz(default_factory=utcnow)

@@ -67,6 +67,9 @@ class Worklog(Entity, table=True):
             ForeignKey("after_hours_requests.id", ondelete="RESTRICT"), nullable=True, index=True
         ),
     )
+    # Who recorded it (the key's actor, as on the timeline); null on entries older than
+    # this column that no timeline event tells about.
+    actor: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
 
 
 class TicketAuthorization(Entity, table=True):

@@ -17,6 +17,13 @@ class Organization(Entity, table=True):
     __table_args__ = (
         Index("ux_organizations_name_lower", text("lower(name)"), unique=True),
         Index("ix_organizations_created_at_id", "created_at", "id"),
+        Index("ix_organizations_external_ref", "external_ref"),
+        # `GET /v1/organizations?q=`: words of the name (services.directory.NAME_DOCUMENT).
+        Index(
+            "ix_organizations_name_search",
+            text("to_tsvector('simple'::regconfig, name)"),
+            postgresql_using="gin",
+        ),
     )
 
     name: str = Field(max_length=200)
@@ -41,6 +48,8 @@ class Contact(Entity, table=True):
             unique=True,
         ),
         Index("ix_contacts_organization_id_created_at_id", "organization_id", "created_at", "id"),
+        # `GET /v1/contacts?email=`: a person across organizations.
+        Index("ix_contacts_email_lower", text("lower(email)")),
         CheckConstraint("role IN ('authorized', 'end_user')", name="role"),
     )
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from app.db import SessionDep
 from app.pagination import CursorQuery, LimitQuery, Page
-from app.schemas.api_keys import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
+from app.schemas.api_keys import ApiKeyCreate, ApiKeyCreated, ApiKeyRead, ApiKeyUpdate
 from app.schemas.common import problems
 from app.security import AdminKey
 from app.services import api_keys
@@ -38,6 +38,16 @@ async def list_api_keys(
         session, cursor=cursor, limit=limit, prefix=prefix, include_revoked=include_revoked
     )
     return Page(items=[ApiKeyRead.model_validate(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.patch("/{key_id}", response_model=ApiKeyRead, responses=problems(404))
+async def update_api_key(
+    key_id: uuid.UUID, data: ApiKeyUpdate, session: SessionDep, principal: AdminKey
+) -> ApiKeyRead:
+    """Rename a key, or bind a staff key to an agent (`agent_id`; null unbinds). A bound
+    key's actions, and the follow-ups they log, are that agent's; an unbound staff key's
+    are recorded as the key, by its name."""
+    return ApiKeyRead.model_validate(await api_keys.update_api_key(session, key_id, data))
 
 
 @router.delete("/{key_id}", response_model=ApiKeyRead, responses=problems(404))

@@ -18,7 +18,7 @@ from app.schemas.calendars import (
     HolidayRead,
     HolidaysRead,
 )
-from app.schemas.common import Instant, problems
+from app.schemas.common import Instant, local_time, problems
 from app.security import AdminKey, AnyKey
 from app.services import calendars
 
@@ -98,7 +98,13 @@ async def due(
     """When `minutes` of business time have passed since `start`, and which intervals counted."""
     calendar = calendars.compiled(await calendars.get_calendar(session, calendar_id))
     due_at, intervals = calendars.due(calendar, start, minutes)
-    return DueRead(start=start.astimezone(UTC), minutes=minutes, due_at=due_at, intervals=intervals)
+    return DueRead(
+        start=start.astimezone(UTC),
+        minutes=minutes,
+        due_at=due_at,
+        due_local=local_time(due_at, calendar.timezone),
+        intervals=intervals,
+    )
 
 
 @router.get("/{calendar_id}/holidays", response_model=HolidaysRead, responses=problems(404))

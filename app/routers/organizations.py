@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from app.db import SessionDep
 from app.pagination import CursorQuery, LimitQuery, Page
-from app.schemas.common import problems
+from app.schemas.common import NO_NUL, problems
 from app.schemas.directory import (
     ContactCreate,
     ContactRead,
@@ -25,11 +26,33 @@ router = APIRouter(prefix="/v1/organizations", tags=["organizations"])
 
 @router.get("", response_model=Page[OrganizationRead])
 async def list_organizations(
-    session: SessionDep, principal: AnyKey, cursor: CursorQuery = None, limit: LimitQuery = 50
+    session: SessionDep,
+    principal: AnyKey,
+    q: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=200,
+            pattern=NO_NUL,
+            description="words of the name, the last one as a prefix (`acm` finds Acme "
+            "Corp); case-insensitive",
+        ),
+    ] = None,
+    external_ref: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=100,
+            pattern=NO_NUL,
+            description="exactly this reference (the organization's id in your CRM)",
+        ),
+    ] = None,
+    cursor: CursorQuery = None,
+    limit: LimitQuery = 50,
 ) -> Page[OrganizationRead]:
-    """Organizations (a customer key sees only its own)."""
+    """Organizations, oldest first (a customer key sees only its own)."""
     rows, next_cursor = await directory.list_organizations(
-        session, principal, cursor=cursor, limit=limit
+        session, principal, cursor=cursor, limit=limit, q=q, external_ref=external_ref
     )
     return Page(items=[OrganizationRead.model_validate(r) for r in rows], next_cursor=next_cursor)
 

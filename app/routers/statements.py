@@ -51,13 +51,14 @@ async def statement(
         Query(description="required with a staff key; a customer key's own by default"),
     ] = None,
     tz: Annotated[
-        str,
+        str | None,
         Query(
             max_length=64,
-            description="IANA zone whose local midnights bound the month",
+            description="IANA zone whose local midnights bound the month; default: a "
+            "customer key's plan calendar zone, UTC for staff keys",
             examples=["America/Mexico_City"],
         ),
-    ] = "UTC",
+    ] = None,
     limit: Annotated[
         int, Query(ge=1, le=MAX_LINE_LIMIT, description=f"lines per page (max {MAX_LINE_LIMIT})")
     ] = DEFAULT_LINE_LIMIT,
@@ -66,7 +67,9 @@ async def statement(
 ) -> Statement | Response:
     """The monthly statement of an organization: its **billable** work log entries whose
     `occurred_at` falls in `month`, from local midnight of the 1st to local midnight of
-    the next month's 1st in `tz` (default `UTC`), ordered by `(occurred_at, id)`.
+    the next month's 1st in `tz`, ordered by `(occurred_at, id)`. Without `tz`, a customer
+    key's statement is in the time zone of its plan's calendar (the zone its contract's
+    dates are in), a staff key's in `UTC`.
 
     Each line carries the entry, its ticket (number and subject), contract, kind, source,
     raw `minutes`, consultants, after-hours minutes, multiplier and `charged_minutes`;

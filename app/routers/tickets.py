@@ -12,8 +12,9 @@ from fastapi.responses import JSONResponse
 from app.db import SessionDep
 from app.domain.lifecycle import Action
 from app.domain.vocab import Severity, TicketStatus
+from app.errors import invalid_field
 from app.pagination import CursorQuery, LimitQuery, Page
-from app.schemas.common import Instant, problems
+from app.schemas.common import NO_NUL, Instant, problems
 from app.schemas.tickets import (
     ACTION_BODIES,
     ActionBase,
@@ -91,17 +92,35 @@ async def list_tickets(
     due_before: Instant | None = Query(
         default=None, description="a running clock is due before this instant"
     ),
-    sort: Annotated[
-        str,
+    q: Annotated[
+        str | None,
         Query(
-            pattern="^(received_at|-received_at|next_due)$",
-            description="`-received_at` (newest first, default), `received_at`, or `next_due` "
-            "(only tickets with a running timed clock, earliest due first)",
+            min_length=1,
+            max_length=500,
+            pattern=NO_NUL,
+            description="words of the subject, description or conversation (web search "
+            'syntax: `vpn timeout`, `"exact phrase"`, `vpn or proxy`, `vpn -office`); '
+            "stemmed in each ticket's language. Customer keys never match internal notes.",
         ),
-    ] = "-received_at",
+    ] = None,
+    sort: Annotated[
+        str | None,
+        Query(
+            pattern="^(received_at|-received_at|next_due|relevance)$",
+            description="`-received_at` (newest first; the default without `q`), "
+            "`received_at`, `next_due` (only tickets with a running timed clock, earliest "
+            "due first), or `relevance` (best match first; the default with `q`)",
+        ),
+    ] = None,
     cursor: CursorQuery = None,
     limit: LimitQuery = 50,
 ) -> Page[TicketRead]:
+    """Tickets, filtered; every filter combines with `q` and with the others. Customer
+    keys see their own organization's only."""
+    if sort is None:
+        sort = "relevance" if q is not None else "-received_at"
+    elif sort == "relevance" and q is None:
+        raise invalid_field("query.sort", "relevance needs q (the words to rank by)")
     items, next_cursor = await tickets.list_tickets(
         session,
         principal,
@@ -115,6 +134,7 @@ async def list_tickets(
         tier=tier,
         breached=breached,
         due_before=due_before,
+        q=q,
         sort=sort,
     )
     return Page(items=items, next_cursor=next_cursor)

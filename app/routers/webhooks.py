@@ -221,7 +221,7 @@ async def ping(
 ) -> DeliveryRead:
     """Send a `webhook.ping` event to this subscription through the normal pipeline
     (signed, retried, logged). Follow it with `GET /v1/webhooks/deliveries/{id}`."""
-    row = await webhooks.ping(session, subscription_id, now=datetime.now(UTC))
+    row = await webhooks.ping(session, principal, subscription_id, now=datetime.now(UTC))
     return _delivery(row, [])
 
 

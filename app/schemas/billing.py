@@ -82,6 +82,10 @@ class WorklogRead(ReadModel):
     )
     event_id: uuid.UUID | None = Field(description="the timeline event that wrote it (auto)")
     note: str | None
+    actor: dict[str, Any] | None = Field(
+        description="who recorded it, as on the timeline (an automatic follow-up: the "
+        "actor of the action that caused it); null on entries older than this field"
+    )
     created_at: datetime
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints, WithJsonSchema
 
-from app.schemas.common import Instant, PatchModel, ReadModel, StrictModel
+from app.schemas.common import Instant, LocalTime, PatchModel, ReadModel, StrictModel
 
 # Documented precisely, validated loosely: the domain checks every interval and weekday
 # and names the exact field ("weekly_hours.mon[1]") in its error.
@@ -100,6 +100,7 @@ class DueRead(ReadModel):
     start: datetime
     minutes: int
     due_at: datetime
+    due_local: LocalTime = Field(description="`due_at` in the calendar's time zone")
     intervals: list[tuple[datetime, datetime]] = Field(
         description="the business intervals counted, in order; their lengths sum to `minutes`"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, ClassVar
+from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
@@ -37,6 +38,9 @@ Instant = Annotated[
     ),
 ]
 DateInRange = Annotated[date, AfterValidator(_date_in_range)]
+
+# A query-string text PostgreSQL can hold (text cannot contain NUL).
+NO_NUL = r"^[^\x00]*$"
 
 
 def _no_nul(value: Any) -> bool:
@@ -83,6 +87,23 @@ class ReadModel(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+class LocalTime(ReadModel):
+    """An instant as the wall clock of a time zone reads it (the plan calendar's: what
+    the customer is told)."""
+
+    at: datetime = Field(
+        description="the same instant, in local time with its UTC offset",
+        examples=["2026-03-09T03:15:00-06:00"],
+    )
+    timezone: str = Field(description="IANA time zone", examples=["America/Mexico_City"])
+
+
+def local_time(instant: datetime | None, timezone: str | None) -> LocalTime | None:
+    if instant is None or timezone is None:
+        return None
+    return LocalTime(at=instant.astimezone(ZoneInfo(timezone)), timezone=timezone)
+
+
 class FieldProblem(BaseModel):
     field: str = Field(examples=["body.email"])
     message: str
@@ -112,6 +133,7 @@ _DESCRIPTIONS = {
     412: "If-Match did not match the current ETag",
     413: "Request body too large",
     422: "The request is not valid; `errors` lists each bad field",
+    429: "Too many at once for this key; retry after `Retry-After` seconds",
 }
 
 

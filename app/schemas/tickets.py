@@ -10,7 +10,7 @@ from pydantic import Field, StringConstraints
 
 from app.domain.lifecycle import Action, CloseReason
 from app.domain.vocab import Category, Channel, Metric, Severity, TicketStatus
-from app.schemas.common import Instant, PatchModel, ReadModel, StrictModel
+from app.schemas.common import Instant, LocalTime, PatchModel, ReadModel, StrictModel
 
 Subject = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
 Body = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50_000)]
@@ -68,6 +68,15 @@ class MessageBody(ActionBase):
     body: Body
 
 
+class CustomerReplyBody(MessageBody):
+    contact_id: uuid.UUID | None = Field(
+        default=None,
+        description="who wrote it: a contact of the ticket's organization. Default: the "
+        "key's own contact, else the ticket's requester (staff logging an e-mail or a call "
+        "from someone else name them)",
+    )
+
+
 class ContactAttemptBody(ActionBase):
     channel: Channel
     body: Body
@@ -112,7 +121,7 @@ ACTION_BODIES: dict[Action, type[ActionBase]] = {
     Action.NOTE: MessageBody,
     Action.REQUEST_INFO: MessageBody,
     Action.CONTACT_ATTEMPT: ContactAttemptBody,
-    Action.CUSTOMER_REPLY: MessageBody,
+    Action.CUSTOMER_REPLY: CustomerReplyBody,
     Action.ESCALATE: EscalateBody,
     Action.CHANGE: ChangeBody,
     Action.CALLBACK: CallbackBody,
@@ -137,6 +146,11 @@ class ClockRead(ReadModel):
         description="the due instant: while running, and on a met or breached clock the one "
         "in force when it stopped (for a clock stopped while paused, when it would have been "
         "due had it run on from the stop); null only while paused and for best effort"
+    )
+    due_local: LocalTime | None = Field(
+        default=None,
+        description="`due_at` in the time zone of the ticket's plan calendar (also for 24x7 "
+        "clocks): the local time to tell the customer",
     )
     elapsed_seconds: int = Field(description="business time counted (seconds)")
     remaining_seconds: int | None = Field(description="business time left, never below 0")

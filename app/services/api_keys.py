@@ -12,8 +12,10 @@ from sqlmodel import col
 from app.errors import NotFound, invalid_field
 from app.models import Agent, ApiKey, Contact, Organization
 from app.pagination import keyset, page_of
-from app.schemas.api_keys import ApiKeyCreate
-from app.security import Role, hash_key, new_key, visible_prefix
+from app.schemas.api_keys import ApiKeyCreate, ApiKeyRead, ApiKeyUpdate, MeRead
+from app.schemas.directory import AgentRead, ContactRead, OrganizationRead
+from app.security import Principal, Role, hash_key, new_key, visible_prefix
+from app.services.common import apply_changes
 
 
 async def create_api_key(session: AsyncSession, data: ApiKeyCreate) -> tuple[ApiKey, str]:
@@ -72,6 +74,40 @@ async def list_api_keys(
     stmt = keyset(stmt, [col(ApiKey.created_at), col(ApiKey.id)], cursor, limit)
     rows = (await session.execute(stmt)).scalars().all()
     return page_of(rows, limit, lambda r: (r.created_at, r.id))
+
+
+async def update_api_key(session: AsyncSession, key_id: uuid.UUID, data: ApiKeyUpdate) -> ApiKey:
+    """Rename a key, or bind a staff key to an agent (or unbind it)."""
+    row = await session.get(ApiKey, key_id)
+    if row is None:
+        raise NotFound("No API key with that id.")
+    changes = data.changes()
+    agent_id = changes.get("agent_id")
+    if agent_id is not None:
+        if row.role == Role.CUSTOMER.value:
+            raise invalid_field("body.agent_id", "only staff keys act as an agent")
+        if await session.get(Agent, agent_id) is None:
+            raise invalid_field("body.agent_id", "no agent with this id")
+    apply_changes(row, changes)
+    await session.flush()
+    return row
+
+
+async def whoami(session: AsyncSession, principal: Principal) -> MeRead:
+    row = await session.get(ApiKey, principal.key_id)
+    assert row is not None  # it authenticated this request
+    agent = await session.get(Agent, row.agent_id) if row.agent_id else None
+    org = await session.get(Organization, row.organization_id) if row.organization_id else None
+    contact = await session.get(Contact, row.contact_id) if row.contact_id else None
+    return MeRead.model_validate(
+        {
+            **ApiKeyRead.model_validate(row).model_dump(),
+            "actor": principal.actor(),
+            "agent": AgentRead.model_validate(agent) if agent else None,
+            "organization": OrganizationRead.model_validate(org) if org else None,
+            "contact": ContactRead.model_validate(contact) if contact else None,
+        }
+    )
 
 
 async def revoke_api_key(session: AsyncSession, key_id: uuid.UUID) -> ApiKey:

@@ -35,7 +35,7 @@ from app.schemas.billing import (
     EstimateRead,
     EstimateUpdate,
 )
-from app.security import Principal
+from app.security import Principal, actor_of
 from app.services import tickets
 
 PENDING, APPROVED, DECLINED = "pending", "approved", "declined"
@@ -206,7 +206,13 @@ async def _announce(
         session, ticket, principal, kind=kind, occurred_at=at, now=now, data=details
     )
     await tickets.emit(
-        session, ticket, type_, occurred_at=at, now=now, authorization=details | extra
+        session,
+        ticket,
+        type_,
+        occurred_at=at,
+        now=now,
+        authorization=details | extra,
+        actor=actor_of(principal),
     )
 
 

@@ -164,6 +164,11 @@ class CalendarSet:
         """The business calendar itself (opening hours, business days)."""
         return self._by_id[calendar_id]
 
+    def timezone(self, calendar_id: uuid.UUID) -> str | None:
+        """The calendar's time zone, if it is in the set."""
+        found = self._by_id.get(calendar_id)
+        return found.timezone if found is not None else None
+
 
 async def calendar_set(session: AsyncSession, ids: Iterable[uuid.UUID | None]) -> CalendarSet:
     wanted = {i for i in ids if i is not None}

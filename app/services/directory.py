@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import false, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -21,6 +21,7 @@ from app.schemas.directory import (
     OrganizationUpdate,
 )
 from app.security import Principal
+from app.services import search
 from app.services.common import apply_changes, flush_or_conflict
 
 ORG_CONFLICTS = {"ux_organizations_name_lower": "An organization with this name already exists."}
@@ -46,11 +47,24 @@ async def get_organization(
 
 
 async def list_organizations(
-    session: AsyncSession, principal: Principal, *, cursor: str | None, limit: int
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    cursor: str | None,
+    limit: int,
+    q: str | None = None,
+    external_ref: str | None = None,
 ) -> tuple[list[Organization], str | None]:
+    """Oldest first; ``q``: every word of it in the name (the last one as a prefix);
+    ``external_ref``: exactly that reference (the customer's id in another system)."""
     stmt = select(Organization)
     if principal.is_customer:
         stmt = stmt.where(col(Organization.id) == principal.organization_id)
+    if q is not None:
+        found = search.organization_match(q)
+        stmt = stmt.where(found if found is not None else false())
+    if external_ref is not None:
+        stmt = stmt.where(col(Organization.external_ref) == external_ref)
     stmt = keyset(stmt, [col(Organization.created_at), col(Organization.id)], cursor, limit)
     rows = (await session.execute(stmt)).scalars().all()
     return page_of(rows, limit, lambda r: (r.created_at, r.id))
@@ -101,6 +115,18 @@ async def list_contacts(
     stmt = select(Contact).where(col(Contact.organization_id) == organization_id)
     if active is not None:
         stmt = stmt.where(col(Contact.active) == active)
+    stmt = keyset(stmt, [col(Contact.created_at), col(Contact.id)], cursor, limit)
+    rows = (await session.execute(stmt)).scalars().all()
+    return page_of(rows, limit, lambda r: (r.created_at, r.id))
+
+
+async def find_contacts(
+    session: AsyncSession, *, email: str | None, cursor: str | None, limit: int
+) -> tuple[list[Contact], str | None]:
+    """Contacts of every organization (staff), by e-mail (case-insensitive, exact)."""
+    stmt = select(Contact)
+    if email is not None:
+        stmt = stmt.where(func.lower(col(Contact.email)) == email.strip().lower())
     stmt = keyset(stmt, [col(Contact.created_at), col(Contact.id)], cursor, limit)
     rows = (await session.execute(stmt)).scalars().all()
     return page_of(rows, limit, lambda r: (r.created_at, r.id))

@@ -31,6 +31,7 @@ from app.domain.sla import Target, ThresholdKind, thresholds_of
 from app.domain.vocab import Category, Channel, ClockKind, ContactRole, Metric
 from app.errors import Conflict, NotFound, invalid_field
 from app.models import CalendarRow, Contact, Contract, Organization, Plan
+from app.schemas.common import local_time
 from app.schemas.entitlement import EntitlementRead, PreviewRead, PreviewRequest
 from app.security import Principal
 from app.services import calendars as calendar_service
@@ -235,7 +236,9 @@ async def preview(
             calendar = (
                 calendar_service.ALWAYS_OPEN if target.clock is ClockKind.ALWAYS else business
             )
-            targets.append(_preview_target(metric, picked.plan_code, target, calendar, received_at))
+            previewed = _preview_target(metric, picked.plan_code, target, calendar, received_at)
+            previewed["due_local"] = local_time(previewed["due_at"], business.timezone)
+            targets.append(previewed)
     return PreviewRead.model_validate(
         {
             "received_at": received_at,

@@ -21,17 +21,17 @@ import uuid
 import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, select, text
+from sqlalchemy import Select, and_, case, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.domain.billing import EntryKind
 from app.errors import NotFound, invalid_field
-from app.models import Organization
+from app.models import CalendarRow, Contract, Organization, Plan
 from app.models.billing import AfterHoursRequest, Worklog
 from app.models.tickets import Ticket
 from app.pagination import keyset, page_of
@@ -234,18 +234,54 @@ async def _totals(session: AsyncSession, org_id: uuid.UUID, month: Month) -> Sta
     )
 
 
+async def plan_timezone(session: AsyncSession, organization_id: uuid.UUID, month: str) -> str:
+    """The time zone of the organization's plan calendar for ``month`` (YYYY-MM): of the
+    highest-level plan among its contracts that overlap the month (else its latest
+    contract's plan); UTC when it holds none."""
+    found = _MONTH.fullmatch(month)
+    if found is None:
+        raise invalid_field("query.month", "must be a month as YYYY-MM, e.g. 2026-03")
+    year, number = int(found[1]), int(found[2])
+    first = date(year, number, 1)
+    after = date(year + 1, 1, 1) if number == 12 else date(year, number + 1, 1)
+    overlaps = and_(
+        col(Contract.starts_on) < after,
+        or_(col(Contract.ends_on).is_(None), col(Contract.ends_on) >= first),
+    )
+    stmt = (
+        select(col(CalendarRow.timezone))
+        .select_from(Contract)
+        .join(Plan, col(Plan.id) == col(Contract.plan_id))
+        .join(CalendarRow, col(CalendarRow.id) == col(Plan.calendar_id))
+        .where(col(Contract.organization_id) == organization_id)
+        .order_by(
+            case((overlaps, 0), else_=1),
+            col(Plan.level).desc(),
+            col(Contract.starts_on).desc(),
+            col(Contract.id),
+        )
+        .limit(1)
+    )
+    zone = await session.scalar(stmt)
+    return str(zone) if zone is not None else "UTC"
+
+
 async def statement(
     session: AsyncSession,
     principal: Principal,
     *,
     organization_id: uuid.UUID | None,
     month: str,
-    tz: str,
+    tz: str | None,
     cursor: str | None,
     limit: int,
 ) -> Statement:
-    period = month_of(month, tz)
+    """``tz`` None: a customer key's statement is in its plan calendar's zone (what its
+    contract's dates mean), a staff key's in UTC."""
     org = await _organization(session, principal, organization_id)
+    if tz is None:
+        tz = await plan_timezone(session, org.id, month) if principal.is_customer else "UTC"
+    period = month_of(month, tz)
     totals = await _totals(session, org.id, period)
     rows = (await session.execute(lines_statement(org.id, period, cursor, limit))).all()
     page, next_cursor = page_of(rows, limit, lambda r: (r.occurred_at, r.id))

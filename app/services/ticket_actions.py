@@ -27,7 +27,7 @@ from app.domain.lifecycle import (
 )
 from app.domain.vocab import Category, Metric, Severity, TicketStatus
 from app.errors import Conflict, Forbidden, invalid_field
-from app.models.directory import Agent
+from app.models.directory import Agent, Contact
 from app.models.tickets import SlaClock, Ticket
 from app.schemas.tickets import (
     ActionBase,
@@ -35,10 +35,11 @@ from app.schemas.tickets import (
     ChangeBody,
     CloseBody,
     ContactAttemptBody,
+    CustomerReplyBody,
     EscalateBody,
     ResolveBody,
 )
-from app.security import Principal
+from app.security import Principal, actor_of
 from app.services import clocks as clock_store
 from app.services import reevaluation, tickets, worklogs
 from app.services.plan_terms import TicketTerms
@@ -144,6 +145,7 @@ async def apply(
         raise _not_allowed(exc, ticket, principal) from None
     except InvalidActionArgument as exc:
         raise invalid_field(f"body.{exc.field}" if exc.field else "body", str(exc)) from None
+    actor = await _actor(session, ticket, principal, body)
     await _apply_arguments(session, work, action, body)
 
     calendar_of = lambda c: _calendar(work, c)  # noqa: E731
@@ -184,6 +186,7 @@ async def apply(
         public=action is not Action.NOTE,
         data=work.data,
         outbox_type=outbox_type,
+        actor=actor,
     )
     if auto_closing and ticket.auto_closed_from is not None:
         ticket.auto_closed_from = {**ticket.auto_closed_from, "event_id": str(event.id)}
@@ -198,7 +201,12 @@ async def apply(
             "ticket.status_changed",
             occurred_at=occurred,
             now=now,
-            event={"from": announced_status, "to": ticket.status, "action": action.value},
+            event={
+                "from": announced_status,
+                "to": ticket.status,
+                "action": action.value,
+                "actor": actor,
+            },
         )
     if auto_close is AutoCloseDirective.SCHEDULE and ticket.auto_close_at is not None:
         await tickets.record(
@@ -213,6 +221,7 @@ async def apply(
                 "contact_attempts": ticket.contact_attempts,
             },
             outbox_type="ticket.auto_close_scheduled",
+            actor=actor,
         )
     elif auto_close is AutoCloseDirective.CANCEL:
         await tickets.record(
@@ -224,6 +233,7 @@ async def apply(
             now=now,
             data={"reason": f"status {ticket.status}"},
             outbox_type="ticket.auto_close_cancelled",
+            actor=actor,
         )
     if rewind is not None and not close_stands:
         await reevaluation.withdraw_auto_close(session, ticket, rewind, event, now)
@@ -239,6 +249,25 @@ async def apply(
 
 
 # -------------------------------------------------------------------------- checks
+
+
+async def _actor(
+    session: AsyncSession, ticket: Ticket, principal: Principal | None, body: ActionBase
+) -> dict[str, Any]:
+    """Who acted. A customer's message names its author: the key's contact, the
+    ``contact_id`` given (staff logging an e-mail or call), or the ticket's requester."""
+    if principal is None or not isinstance(body, CustomerReplyBody):
+        return actor_of(principal)
+    if principal.contact_id is not None and body.contact_id not in (None, principal.contact_id):
+        raise invalid_field("body.contact_id", "this key writes as its own contact")
+    author = body.contact_id or principal.contact_id or ticket.contact_id
+    if author != ticket.contact_id:
+        contact = await session.get(Contact, author)
+        if contact is None or contact.organization_id != ticket.organization_id:
+            raise invalid_field(
+                "body.contact_id", "no contact with this id in the ticket's organization"
+            )
+    return principal.actor(contact_id=author)
 
 
 async def _occurred_at(

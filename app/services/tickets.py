@@ -14,18 +14,21 @@ from typing import Any
 
 from sqlalchemy import Select, and_, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
 
 from app.domain import lifecycle, sla
 from app.domain.lifecycle import Action, CloseReason
 from app.domain.vocab import Metric, TicketStatus
 from app.errors import NotFound, PreconditionFailed
+from app.models.search import TicketSearch
 from app.models.tickets import SlaClock, Ticket, TicketEvent
 from app.pagination import keyset, page_of
+from app.schemas.common import local_time
 from app.schemas.tickets import ClockRead, PlanSummary, TicketEventRead, TicketRead, TicketUpdate
-from app.security import Principal
+from app.security import Principal, actor_of
 from app.services import clocks as clock_store
-from app.services import outbox
+from app.services import outbox, search
 from app.services.clocks import CalendarSet
 
 _SECOND = timedelta(seconds=1)
@@ -112,9 +115,30 @@ async def calendars_for(session: AsyncSession, rows: Sequence[SlaClock]) -> Cale
 # ------------------------------------------------------------------------- reading
 
 
+def plan_timezone(ticket: Ticket, cals: CalendarSet) -> str | None:
+    """The time zone of the ticket's plan calendar: its live value when the calendar is
+    loaded (a business clock counts by it), else as the ticket's snapshot recorded it."""
+    snapshot = ticket.plan_snapshot
+    if not snapshot or not snapshot.get("calendar_id"):
+        return None
+    calendar_id = snapshot["calendar_id"]
+    live = cals.timezone(uuid.UUID(calendar_id))
+    if live is not None:
+        return live
+    recorded = [
+        p.get("timezone") for p in snapshot.get("chain", ()) if p.get("calendar_id") == calendar_id
+    ]
+    return recorded[0] if recorded else None
+
+
 def clock_read(
-    row: SlaClock, cals: CalendarSet, now: datetime, fired: set[str] | None = None
+    row: SlaClock,
+    cals: CalendarSet,
+    now: datetime,
+    fired: set[str] | None = None,
+    timezone: str | None = None,
 ) -> ClockRead:
+    """The clock read at ``now``; its due time is also told in ``timezone``."""
     clock = clock_store.to_domain(row)
     cal = cals.of(row)
     reading = sla.read(clock, now, cal)
@@ -127,6 +151,7 @@ def clock_read(
         running=reading.running,
         started_at=reading.started_at,
         due_at=reading.due_at,
+        due_local=local_time(reading.due_at, timezone),
         elapsed_seconds=reading.elapsed // _SECOND,
         remaining_seconds=None if reading.remaining is None else reading.remaining // _SECOND,
         overdue_seconds=None if reading.overdue is None else reading.overdue // _SECOND,
@@ -158,6 +183,7 @@ def ticket_read(
         allowed &= lifecycle.CUSTOMER_ACTIONS
     snapshot = ticket.plan_snapshot or None
     plan = PlanSummary.model_validate(snapshot["plan"]) if snapshot else None
+    zone = plan_timezone(ticket, cals) if rows else None
     return TicketRead(
         id=ticket.id,
         number=display_number(ticket.number),
@@ -190,7 +216,7 @@ def ticket_read(
         version=ticket.version,
         created_at=ticket.created_at,
         updated_at=ticket.updated_at,
-        sla=[clock_read(r, cals, now, (fired or {}).get(r.id)) for r in rows],
+        sla=[clock_read(r, cals, now, (fired or {}).get(r.id), zone) for r in rows],
         allowed_actions=sorted(allowed, key=lambda a: list(Action).index(a)),
     )
 
@@ -324,11 +350,13 @@ async def record(
     data: dict[str, Any] | None = None,
     outbox_type: str | None = None,
     context: PayloadContext | None = None,
+    actor: dict[str, Any] | None = None,
 ) -> TicketEvent:
     """Write one timeline event and (optionally) its outbox event, in this transaction.
+    ``actor`` (default: the principal's) says who acted.
 
     With a ``context`` (see ``emit``) both are only added to the session."""
-    actor = principal.actor() if principal is not None else {"role": "system"}
+    actor = actor or actor_of(principal)
     event = TicketEvent(
         ticket_id=ticket.id,
         kind=kind,
@@ -401,25 +429,27 @@ def list_statement(
     tier: int | None = None,
     breached: bool | None = None,
     due_before: datetime | None = None,
+    q: str | None = None,
     sort: str = "-received_at",
 ) -> Select[Any]:
-    """The page query of `GET /v1/tickets` (limit + 1 rows, keyset on the sort)."""
-    stmt: Select[Any] = select(Ticket)
+    """The page query of `GET /v1/tickets` (limit + 1 rows, keyset on the sort). Rows are
+    tickets, or (ticket, rank) with ``sort="relevance"`` (which needs ``q``)."""
+    organizations = {organization_id}
     if principal.is_customer:
-        stmt = stmt.where(col(Ticket.organization_id) == principal.organization_id)
-    if organization_id is not None:
-        stmt = stmt.where(col(Ticket.organization_id) == organization_id)
+        organizations.add(principal.organization_id)
+    organizations.discard(None)
+    conditions: list[ColumnElement[bool]] = []
     if status:
-        stmt = stmt.where(col(Ticket.status).in_([s.value for s in status]))
+        conditions.append(col(Ticket.status).in_([s.value for s in status]))
     if severity:
-        stmt = stmt.where(col(Ticket.severity).in_(list(severity)))
+        conditions.append(col(Ticket.severity).in_(list(severity)))
     if assignee_id is not None:
-        stmt = stmt.where(col(Ticket.assignee_id) == assignee_id)
+        conditions.append(col(Ticket.assignee_id) == assignee_id)
     if tier is not None:
-        stmt = stmt.where(col(Ticket.tier) == tier)
+        conditions.append(col(Ticket.tier) == tier)
     if due_before is not None:
         # next_due_at is the earliest due instant among the ticket's running clocks.
-        stmt = stmt.where(col(Ticket.next_due_at) < due_before)
+        conditions.append(col(Ticket.next_due_at) < due_before)
     if breached is not None:
         is_breached = exists().where(
             col(SlaClock.ticket_id) == col(Ticket.id),
@@ -428,7 +458,23 @@ def list_statement(
                 and_(col(SlaClock.due_at).is_not(None), col(SlaClock.due_at) < now),
             ),
         )
-        stmt = stmt.where(is_breached if breached else ~is_breached)
+        conditions.append(is_breached if breached else ~is_breached)
+    if sort == "relevance":
+        assert q is not None, "relevance needs q"
+        return search.ranked_tickets(
+            principal,
+            q,
+            organizations=organizations,
+            conditions=conditions,
+            cursor=cursor,
+            limit=limit,
+        )
+    stmt: Select[Any] = select(Ticket).where(*conditions)
+    for organization in organizations:
+        stmt = stmt.where(col(Ticket.organization_id) == organization)
+    if q is not None:
+        found, _ = search.ticket_match(principal, q)
+        stmt = stmt.join(TicketSearch, col(TicketSearch.ticket_id) == col(Ticket.id)).where(found)
     if sort == "next_due":
         stmt = stmt.where(col(Ticket.next_due_at).is_not(None))
         return keyset(stmt, [col(Ticket.next_due_at), col(Ticket.id)], cursor, limit)
@@ -447,12 +493,17 @@ async def list_tickets(
     **filters: Any,
 ) -> tuple[list[TicketRead], str | None]:
     stmt = list_statement(principal, now=now, cursor=cursor, limit=limit, sort=sort, **filters)
-    if sort == "next_due":
-        key = lambda t: (t.next_due_at, t.id)  # noqa: E731
+    result = await session.execute(stmt)
+    if sort == "relevance":
+        ranked = list(result.all())
+        page, next_cursor = page_of(ranked, limit, lambda r: (r.rank, r.Ticket.id))
+        items = [r.Ticket for r in page]
     else:
-        key = lambda t: (t.received_at, t.id)  # noqa: E731
-    tickets = list((await session.execute(stmt)).scalars().all())
-    items, next_cursor = page_of(tickets, limit, key)
+        if sort == "next_due":
+            key = lambda t: (t.next_due_at, t.id)  # noqa: E731
+        else:
+            key = lambda t: (t.received_at, t.id)  # noqa: E731
+        items, next_cursor = page_of(list(result.scalars().all()), limit, key)
     rows = await clock_rows(session, [t.id for t in items])
     cals = await calendars_for(session, rows)
     fired = await clock_store.fired_keys(session, [r.id for r in rows])

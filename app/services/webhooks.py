@@ -24,6 +24,7 @@ from app.events import CATALOGUE, PING, WILDCARD, unknown_event_types
 from app.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from app.pagination import keyset, page_of
 from app.schemas.webhooks import DeliveryStatus, WebhookCreate, WebhookUpdate
+from app.security import Principal
 from app.services.netguard import AddressRefused, ResolutionFailed, checked_addresses
 from app.services.outbox import OUTBOX_CHANNEL, emit
 
@@ -186,7 +187,7 @@ async def rotate_secret(
 
 
 async def ping(
-    session: AsyncSession, subscription_id: uuid.UUID, *, now: datetime
+    session: AsyncSession, principal: Principal, subscription_id: uuid.UUID, *, now: datetime
 ) -> WebhookDelivery:
     """A ``webhook.ping`` event for this subscription only, sent like any other event."""
     row = await get_subscription(session, subscription_id)
@@ -196,7 +197,11 @@ async def ping(
         session,
         PING,
         occurred_at=now,
-        data={"subscription_id": str(row.id), "message": CATALOGUE[PING].example["message"]},
+        data={
+            "subscription_id": str(row.id),
+            "message": CATALOGUE[PING].example["message"],
+            "actor": principal.actor(),
+        },
     )
     assert event.seq is not None
     # The dispatcher's fan-out would make this same row (addressed events go to the named

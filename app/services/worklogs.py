@@ -36,7 +36,7 @@ from app.models.directory import Agent
 from app.models.tickets import Ticket
 from app.pagination import keyset, page_of
 from app.schemas.billing import ContractUsage, WorklogCreate, WorklogRead
-from app.security import Principal
+from app.security import Principal, actor_of
 from app.services import after_hours, authorizations, contracts, tickets
 from app.services import clocks as clock_store
 from app.services.plan_terms import TicketTerms
@@ -175,6 +175,7 @@ async def _write(
         unrequested_minutes=figures.unrequested_minutes,
         # The request's id, which services/after_hours.windows gave as the window's ref.
         after_hours_request_id=uuid.UUID(str(figures.request)) if figures.request else None,
+        actor=actor_of(principal),
     )
     session.add(row)
     await session.flush()
@@ -305,6 +306,8 @@ def read(row: Worklog, principal: Principal) -> WorklogRead:
     if principal.is_customer:
         # Who worked it and the internal note stay with staff, as on the timeline.
         view.agent_id = view.note = None
+        if view.actor is not None:
+            view.actor = tickets.customer_view_of_actor(view.actor)
     return view
 
 

@@ -68,6 +68,7 @@ from app.domain.sla import Crossing, ThresholdKind
 from app.domain.vocab import TicketStatus
 from app.models.tickets import SlaClock, SlaFiring, Ticket
 from app.schemas.tickets import CloseBody
+from app.security import actor_of
 from app.services import clocks as clock_store
 from app.services import outbox, ticket_actions, tickets
 from app.services.clocks import TIMER_CHANNEL
@@ -342,6 +343,7 @@ class TimerLoop:
             now=now,
             context=context,
             threshold=threshold,
+            actor=actor_of(None),
         )
         to_tier = _escalate_to(row) if breach else None
         status = TicketStatus(ticket.status)

@@ -1,0 +1,235 @@
+"""Benchmark: ticket search (`GET /v1/tickets?q=`) over 1,000,000 tickets.
+
+    python bench/search.py            # 1,000,000 tickets
+    python bench/search.py --smoke    # 20,000 tickets, quick (CI)
+
+Bulk-loads tickets through the real schema — their search documents are written by the
+database's own triggers, as in production — with subjects and descriptions drawn from a
+support vocabulary (a few very common words, many rarer ones, error codes and product
+names that occur in a few dozen tickets), a tenth of the customers writing Spanish; a
+third of the tickets get a public reply and a tenth an internal note (also through the
+triggers). Then times the service call behind `GET /v1/tickets?q=…` (the ranked page
+query and the response models of a page of 50) for the searches a console makes, with
+a staff key and a customer key, and prints p50 / p95 per search, the p95 over the
+whole mix, the rows matched, and the plan of the query. Prints figures; asserts
+nothing. The target: p95 <= 50 ms for a page of 50.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects import postgresql
+
+from app.config import Settings
+from app.db import make_engine, make_sessionmaker
+from app.domain.vocab import TicketStatus
+from app.models.search import TicketSearch
+from app.security import Principal, Role
+from app.services import search, tickets
+from bench.common import fresh_database
+
+# The first eight words are the very common ones; the others are domain words.
+ENGLISH = """error problem please help issue since today again export fails login password user
+install upgrade slow timeout network printer email vpn access database backup license
+crash screen sync mobile app settings configuration certificate permission customer
+order payment api integration import file upload download dashboard chart calendar
+notification alert firewall proxy cluster node memory disk cpu latency query index
+migration schema token session cookie browser chrome windows linux macos ios android
+tablet keyboard mouse monitor scanner camera microphone headset bluetooth wifi router
+switch cable power battery charger warranty replacement refund shipping delivery
+tracking invoice quote contract renewal subscription plan tier support escalation""".split()  # noqa: SIM905
+SPANISH = """error problema favor ayuda falla desde hoy otra factura facturas sistema usuario
+usuarios contraseña acceso servidor reporte
+reportes pago pagos cliente clientes pedido pedidos correo impresora red lenta lento
+actualización instalación respaldo licencia pantalla configuración certificado
+certificados permiso permisos archivo archivos descarga carga tablero gráfica
+calendario notificación alerta conexión base datos consulta índice sesión navegador
+teclado garantía reemplazo reembolso envío entrega seguimiento contrato renovación
+suscripción no se genera generan funciona falla fallan desde ayer hoy lunes urgente""".split()  # noqa: SIM905
+
+SEED = """
+INSERT INTO organizations (id, name, active, locale)
+SELECT md5('org' || g)::uuid, 'Org ' || g, true, CASE WHEN g % 10 = 0 THEN 'es-MX' ELSE 'en' END
+FROM generate_series(1, 100) g;
+INSERT INTO contacts (id, organization_id, name, email, role, active)
+SELECT md5('contact' || g)::uuid, md5('org' || g)::uuid, 'C' || g, 'c' || g || '@x.example',
+       'authorized', true
+FROM generate_series(1, 100) g;
+CREATE TEMP TABLE bench_words AS
+SELECT g, (1 + g % 100) AS org, (1 + g % 100) % 10 = 0 AS es,
+       CAST(:start AS timestamptz) - g * interval '30 seconds' AS at
+FROM generate_series(1, :n) g;
+-- A ticket's text: a few of the very common words (found in most tickets), a few domain
+-- words (each in a few percent of tickets), a long tail of rarer words (each in a few
+-- hundred), and now and then an error code or product model (each in a few tickets).
+CREATE FUNCTION pg_temp.words(seed bigint, how_many int, vocabulary text[]) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+  SELECT string_agg(CASE
+      WHEN k < 30 THEN vocabulary[1 + abs(hashtext(seed || '/' || i)) % 8]
+      WHEN k < 55
+        THEN vocabulary[9 + abs(hashtext(seed || '/' || i)) % (array_length(vocabulary, 1) - 8)]
+      WHEN k < 96 THEN 'w' || (abs(hashtext(seed || '#' || i)) % 50000)::text
+      ELSE 'E' || (abs(hashtext(seed || '#' || i)) % 100000)::text
+    END, ' ')
+  FROM generate_series(1, how_many) i,
+       LATERAL (SELECT abs(hashtext(seed || ':' || i)) % 100 AS k) kind
+$$;
+INSERT INTO tickets (
+    id, number, organization_id, contact_id, channel, severity, category, subject,
+    description, status, tier, entitled, entitlement_reasons, after_hours, received_at,
+    contact_attempts, last_event_at, version)
+SELECT md5('t' || g)::uuid, nextval('ticket_number_seq'),
+       md5('org' || org)::uuid, md5('contact' || org)::uuid, 'email',
+       (ARRAY['critical','high','medium','low'])[1 + g % 4], 'technical',
+       pg_temp.words(g, 5, CASE WHEN es THEN CAST(:es AS text[]) ELSE CAST(:en AS text[]) END),
+       pg_temp.words(-g, 25, CASE WHEN es THEN CAST(:es AS text[]) ELSE CAST(:en AS text[]) END),
+       (ARRAY['new','open','in_progress','waiting_on_customer','resolved','closed'])[1 + g % 6],
+       1 + g % 4, true, '[]', false, at, 0, at, 1
+FROM bench_words;
+INSERT INTO ticket_events (id, ticket_id, kind, public, actor, body, data, occurred_at,
+    recorded_at)
+SELECT md5('reply' || g)::uuid, md5('t' || g)::uuid, 'replied', true, '{"role": "agent"}',
+       pg_temp.words(g * 7, 20, CASE WHEN es THEN CAST(:es AS text[]) ELSE CAST(:en AS text[]) END),
+       '{}', at + interval '1 hour', at + interval '1 hour'
+FROM bench_words WHERE g % 3 = 0;
+INSERT INTO ticket_events (id, ticket_id, kind, public, actor, body, data, occurred_at,
+    recorded_at)
+SELECT md5('note' || g)::uuid, md5('t' || g)::uuid, 'noted', false, '{"role": "agent"}',
+       'internal ' || pg_temp.words(g * 11, 10, CAST(:en AS text[])),
+       '{}', at + interval '2 hours', at + interval '2 hours'
+FROM bench_words WHERE g % 10 = 0;
+VACUUM ANALYZE ticket_search;
+ANALYZE
+"""
+
+# (label, q, staff key?, extra filters)
+SEARCHES: list[tuple[str, str, bool, dict[str, Any]]] = [
+    ("error code", "E12345", True, {}),
+    ("product word", "bluetooth", True, {}),
+    ("two words", "printer timeout", True, {}),
+    ("phrase", '"export fails"', True, {}),
+    ("word -word", "vpn -proxy", True, {}),
+    ("stemmed (invoices)", "invoices", True, {}),
+    ("Spanish, stemmed", "facturas generar", True, {}),
+    ("internal note word", "internal warranty", True, {}),
+    ("customer key, code", "E2345", False, {}),
+    ("customer key", "certificate", False, {}),
+    ("+ status filter", "license", True, {"status": ["open"]}),
+    ("common word", "problem", True, {}),
+    ("common, newest first", "problem", True, {"sort": "-received_at"}),
+    ("long-tail word", "w4242", True, {}),
+]
+
+
+async def main(n: int, repeat: int) -> None:
+    async with fresh_database("sladesk_bench_search") as url:
+        settings = Settings(database_url=url, db_statement_timeout_ms=0)
+        engine = make_engine(url, settings)
+        started = time.perf_counter()
+        async with engine.begin() as conn:
+            params = {"n": n, "start": _NOW, "en": ENGLISH, "es": SPANISH}
+            for statement in SEED.strip().split(";\n"):
+                if statement.lstrip().startswith("VACUUM"):
+                    continue
+                used = {k: v for k, v in params.items() if f":{k}" in statement}
+                await conn.execute(text(statement), used)
+        async with engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text("VACUUM ANALYZE ticket_search"))
+            size = await conn.scalar(
+                text("SELECT pg_size_pretty(pg_total_relation_size('ticket_search'))")
+            )
+        took = time.perf_counter() - started
+        print(f"loaded {n:,} tickets (and their search documents, by trigger) in {took:.0f} s;")
+        print(f"ticket_search with its GIN indexes: {size}")
+        await measure(engine, repeat)
+        await engine.dispose()
+
+
+async def measure(engine: Any, repeat: int) -> None:
+    """Time the searches on a database loaded by :data:`SEED`."""
+    sessionmaker = make_sessionmaker(engine)
+    admin = Principal(key_id=uuid.uuid4(), role=Role.ADMIN)
+    async with engine.connect() as conn:
+        org = await conn.scalar(text("SELECT md5('org7')::uuid"))
+    customer = Principal(key_id=uuid.uuid4(), role=Role.CUSTOMER, organization_id=org)
+    print(f"\n{'search':24} {'q':20} {'matches':>8} {'p50 ms':>8} {'p95 ms':>8}")
+    mix: list[float] = []
+    for label, q, staff, filters in SEARCHES:
+        principal = admin if staff else customer
+
+        async def call(principal: Principal = principal, q: str = q, f: dict = filters) -> Any:
+            f = dict(f)
+            sort = f.pop("sort", "relevance")
+            if "status" in f:
+                f["status"] = [TicketStatus(v) for v in f["status"]]
+            async with sessionmaker() as session:
+                return await tickets.list_tickets(
+                    session, principal, now=_NOW, cursor=None, limit=50, q=q, sort=sort, **f
+                )
+
+        await call()  # warm-up
+        samples = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            await call()
+            samples.append((time.perf_counter() - t0) * 1000)
+        samples.sort()
+        mix += samples
+        matches = await _matches(engine, principal, q)
+        p95 = samples[max(0, int(len(samples) * 0.95) - 1)]
+        print(f"{label:24} {q:20} {matches:8,} {statistics.median(samples):8.1f} {p95:8.1f}")
+    mix.sort()
+    p95_all = mix[max(0, int(len(mix) * 0.95) - 1)]
+    print(f"\nwhole mix: p50 {statistics.median(mix):.1f} ms, p95 {p95_all:.1f} ms "
+          f"(target: p95 <= 50 ms)")  # fmt: skip
+    for label, q in (("two words", "printer timeout"), ("common word", "problem")):
+        stmt = tickets.list_statement(admin, now=_NOW, cursor=None, limit=50, q=q,
+                                      sort="relevance")  # fmt: skip
+        sql = str(stmt.compile(dialect=postgresql.dialect(),
+                               compile_kwargs={"literal_binds": True}))  # fmt: skip
+        async with engine.connect() as conn:
+            plan = (await conn.execute(text("EXPLAIN ANALYZE " + sql))).scalars().all()
+        print(f"\n-- plan: {label}")
+        for line in plan:
+            wanted = ("Scan", "Limit", "Sort", "Execution Time", "Join")
+            if any(k in line for k in wanted) and "Sort Key" not in line:
+                print("   " + line.strip())
+
+
+async def _matches(engine: Any, principal: Principal, q: str) -> int:
+    found, _ = search.ticket_match(principal, q)
+    stmt = select(func.count()).select_from(TicketSearch).where(found)
+    if principal.is_customer:
+        stmt = stmt.where(
+            TicketSearch.ticket_id.in_(  # type: ignore[attr-defined]
+                text("SELECT id FROM tickets WHERE organization_id = :org").bindparams(
+                    org=principal.organization_id
+                )
+            )
+        )
+    async with engine.connect() as conn:
+        return int(await conn.scalar(stmt) or 0)
+
+
+_NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="20,000 tickets, few repeats")
+    parser.add_argument("--tickets", type=int, help="this many tickets instead")
+    args = parser.parse_args()
+    n = args.tickets or (20_000 if args.smoke else 1_000_000)
+    asyncio.run(main(n, 5 if args.smoke else 40))
