@@ -46,11 +46,14 @@ async def test_clock_reads_preview_and_due_carry_local_time(
         _same_instant_in(read["due_local"], read["due_at"], MX)
     assert clock(ticket, "first_response")["due_local"]["at"] == "2026-03-06T12:00:00-06:00"
 
-    # Lists and webhooks carry it too; a stopped clock has no due time to tell.
+    # Lists and webhooks carry it too; a stopped clock keeps the due time it was held to.
     listed = (await admin.get("/v1/tickets")).json()["items"][0]
     assert clock(listed, "resolution")["due_local"] == clock(ticket, "resolution")["due_local"]
     replied = await act(admin, ticket["id"], "reply", body="On it.")
-    assert clock(replied, "first_response")["due_local"] is None
+    stopped = clock(replied, "first_response")  # answered now: long after March's deadline
+    assert stopped["state"] == "breached"
+    assert stopped["due_at"] == clock(ticket, "first_response")["due_at"]
+    assert stopped["due_local"] == clock(ticket, "first_response")["due_local"]
 
     preview = await admin.post(
         "/v1/sla/preview",
