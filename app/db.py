@@ -9,13 +9,14 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import make_url
+from sqlalchemy import event, make_url
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -25,6 +26,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import NullPool
 
+from app import dburl
 from app.config import Settings
 
 logger = logging.getLogger("sladesk.db")
@@ -33,11 +35,19 @@ EMBEDDED_DATABASE = "sladesk"
 
 
 def async_url(url: str) -> URL:
-    """Accept ``postgres://``, ``postgresql://`` or ``postgresql+asyncpg://``; use asyncpg."""
-    parsed = make_url(url)
-    if parsed.drivername in ("postgres", "postgresql", "postgresql+asyncpg"):
-        return parsed.set(drivername="postgresql+asyncpg")
-    raise ValueError(f"not a PostgreSQL URL: {parsed.drivername}://…")
+    """Accept ``postgres://``, ``postgresql://`` or ``postgresql+asyncpg://``; use asyncpg.
+    Raises ValueError (one line) for anything else (see app.dburl)."""
+    return dburl.parse(url)
+
+
+def server_settings(settings: Settings) -> dict[str, str]:
+    """Session settings sent when connecting. A transaction pooler (PgBouncer) refuses
+    startup parameters it cannot track, such as ``statement_timeout``: behind one, set
+    the timeout on the role instead (README, "Running at scale")."""
+    values = {"application_name": "sladesk", "timezone": "UTC"}
+    if not settings.db_transaction_pooling:
+        values["statement_timeout"] = str(settings.db_statement_timeout_ms)
+    return values
 
 
 def make_engine(
@@ -59,20 +69,39 @@ def make_engine(
         if pooled
         else {"poolclass": NullPool}
     )
-    options |= {
-        "connect_args": {
-            "timeout": settings.db_connect_timeout_seconds,
-            "server_settings": {
-                "application_name": "sladesk",
-                "statement_timeout": str(settings.db_statement_timeout_ms),
-                "timezone": "UTC",
-            },
-        },
-    }
+    connect_args: dict[str, Any] = {"timeout": settings.db_connect_timeout_seconds}
+    if settings.db_transaction_pooling:
+        # A transaction pooler hands each transaction any server connection: no statement
+        # may outlive its transaction under a name another client could reuse.
+        connect_args |= {
+            "statement_cache_size": 0,
+            "prepared_statement_cache_size": 0,
+            "prepared_statement_name_func": _unique_statement_name,
+        }
+    options["connect_args"] = connect_args
     # Statement parameters are customer text: they must not reach logs with an error.
     options.setdefault("hide_parameters", True)
     options.update(overrides)
-    return create_async_engine(target, **options)
+    engine = create_async_engine(target, **options)
+    _connect_with_dsn(engine, target, server_settings(settings))
+    return engine
+
+
+def _unique_statement_name() -> str:
+    return f"__sladesk_{uuid.uuid4().hex}__"
+
+
+def _connect_with_dsn(engine: AsyncEngine, url: URL, settings: dict[str, str]) -> None:
+    """asyncpg gets the URL as its ``dsn`` (app.dburl): the dialect's own translation would
+    pass libpq parameters such as ``sslmode`` as keywords asyncpg does not take."""
+    from_url = {"host", "port", "user", "password", "database", *url.query}
+    wanted = dburl.dsn_connect_args(url, settings)
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _use_dsn(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+        for key in from_url:
+            cparams.pop(key, None)
+        cparams.update(wanted)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
