@@ -24,7 +24,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
@@ -92,7 +92,9 @@ class Pruned:
     idempotency_keys: int = 0
 
 
-async def _batch(engine: AsyncEngine, sql: text, cutoff: datetime, config: RetentionConfig) -> int:
+async def _batch(
+    engine: AsyncEngine, sql: TextClause, cutoff: datetime, config: RetentionConfig
+) -> int:
     async with engine.begin() as conn:
         await conn.execute(text(f"SET LOCAL lock_timeout = {int(config.lock_timeout_ms)}"))
         result = await conn.execute(sql, {"cutoff": cutoff, "batch": config.batch})
