@@ -7,8 +7,10 @@ handler returns and rolls back when it raises; nothing below the router commits.
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -127,20 +129,41 @@ SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 class DataDirLocked(RuntimeError):
-    """Another sladesk process already serves this data directory."""
+    """Another sladesk process already holds this data directory."""
+
+    def __init__(self, data_dir: Path, pid: int | None, command: str | None) -> None:
+        self.data_dir, self.pid, self.command = data_dir, pid, command
+        who = f"sladesk {command}" if command else "sladesk"
+        if command == "serve":
+            advice = "stop it first, or give this one its own SLADESK_DATA_DIR"
+        else:
+            advice = "run this again when it has finished"
+        super().__init__(
+            f"the data directory {data_dir.resolve()} is in use by {who} (pid {pid}); {advice}"
+        )
+
+
+PUBLISHED = "serve.json"
 
 
 @dataclass
 class EmbeddedPostgres:
     """A private PostgreSQL (from the ``pgserver`` package) living in the data directory.
 
-    One sladesk process owns a data directory at a time: an exclusive lock file says so,
-    and a second process gets :class:`DataDirLocked` instead of sharing the server.
+    One sladesk process owns a data directory at a time: an exclusive lock file says so
+    (with its pid and command). `sladesk serve` also publishes its server's URL there
+    (:meth:`publish`) while it holds the lock, so that `load`, `create-key` and `migrate`
+    use the running server (:meth:`wait_for_published`) instead of refusing.
     """
 
     data_dir: Path
+    command: str = "serve"
     _lock_file: IO[str] | None = None
     _server: Any = None
+
+    @property
+    def pg_dir(self) -> Path:
+        return (self.data_dir / "pg").resolve()
 
     def start(self) -> str:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -150,17 +173,16 @@ class EmbeddedPostgres:
             fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             lock_file.seek(0)
-            owner = lock_file.read().strip() or "another process"
+            pid, command = _owner(lock_file.read())
             lock_file.close()
-            raise DataDirLocked(
-                f"the data directory {self.data_dir.resolve()} is in use by sladesk "
-                f"(pid {owner}); stop it first or set SLADESK_DATA_DIR"
-            ) from None
+            raise DataDirLocked(self.data_dir, pid, command) from None
         lock_file.seek(0)
         lock_file.truncate()
-        lock_file.write(str(os.getpid()))
+        lock_file.write(f"{os.getpid()} {self.command}")
         lock_file.flush()
         self._lock_file = lock_file
+        # A server killed without stopping may have left its URL behind.
+        (self.data_dir / PUBLISHED).unlink(missing_ok=True)
 
         import pgserver  # imported lazily: only the embedded mode needs it
 
@@ -178,10 +200,55 @@ class EmbeddedPostgres:
         url = make_url(uri).set(database=EMBEDDED_DATABASE)
         return url.render_as_string(hide_password=False)
 
+    def publish(self, url: str) -> None:
+        """Tell other sladesk commands where the running server is (owner-only file)."""
+        target = self.data_dir / PUBLISHED
+        partial = target.with_suffix(".tmp")
+        partial.unlink(missing_ok=True)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"pid": os.getpid(), "url": url}, handle)
+        partial.replace(target)
+
+    def wait_for_published(self, pid: int | None, *, timeout: float) -> str:
+        """The URL published by the `serve` holding the lock (process ``pid``); waits while
+        it is starting. TimeoutError if it never does, ProcessLookupError if it is gone."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                published = json.loads((self.data_dir / PUBLISHED).read_text())
+                if published.get("pid") == pid and isinstance(published.get("url"), str):
+                    return str(published["url"])
+            except (OSError, ValueError):
+                pass
+            if pid is None or not _alive(pid):
+                raise ProcessLookupError(pid)
+            if time.monotonic() > deadline:
+                raise TimeoutError
+            time.sleep(0.2)
+
     def stop(self) -> None:
+        if self._lock_file is not None:
+            (self.data_dir / PUBLISHED).unlink(missing_ok=True)
         if self._server is not None:
             self._server.cleanup()
             self._server = None
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
+
+
+def _owner(text: str) -> tuple[int | None, str | None]:
+    parts = text.split()
+    pid = int(parts[0]) if parts and parts[0].isdigit() else None
+    return pid, (parts[1] if len(parts) > 1 else None)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -68,9 +68,27 @@ def install_request_id_factory() -> None:
     logging.setLogRecordFactory(factory)
 
 
+class QuietThirdParty(logging.Filter):
+    """Other libraries' INFO (pgserver's initdb transcripts, uvicorn's start-up chatter)
+    only at DEBUG: at INFO the log says what sladesk does, one line per fact."""
+
+    def __init__(self, level: str) -> None:
+        super().__init__()
+        self.verbose = level == "DEBUG"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return (
+            self.verbose
+            or record.levelno >= logging.WARNING
+            or record.name == "sladesk"
+            or record.name.startswith("sladesk.")
+        )
+
+
 def configure_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(QuietThirdParty(level))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

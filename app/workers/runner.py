@@ -36,8 +36,7 @@ async def running_workers(engine: AsyncEngine, settings: Settings) -> AsyncItera
         asyncio.create_task(loop(engine, settings, stop), name=f"sladesk-{name}")
         for name, loop in LOOPS
     ]
-    for name, _ in LOOPS:
-        logger.info("worker started", extra={"worker": name})
+    logger.info("workers started: %s", ", ".join(name for name, _ in LOOPS))
     try:
         yield
     finally:
