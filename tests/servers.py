@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,19 +46,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def as_server_user() -> dict[str, Any]:
+def as_server_user(user: str = "postgres") -> dict[str, Any]:
     """subprocess keywords that run a server as a non-root user."""
     if os.geteuid() != 0:
         return {}
-    pwd.getpwnam("postgres")  # KeyError: no such user (Debian's postgresql creates it)
-    return {"user": "postgres", "group": "postgres"}
+    entry = pwd.getpwnam(user)  # KeyError: no such user (Debian's postgresql makes postgres)
+    return {"user": entry.pw_uid, "group": entry.pw_gid}
 
 
-def own_dir(prefix: str) -> Path:
+def own_dir(prefix: str, user: str = "postgres") -> Path:
     """A private directory the server user owns (pytest's tmp_path is root-only)."""
     path = Path(tempfile.mkdtemp(prefix=prefix))
     if os.geteuid() == 0:
-        shutil.chown(path, "postgres", "postgres")
+        shutil.chown(path, user, user)
     return path
 
 
@@ -164,3 +165,81 @@ class TlsPostgres:
             self.pg_ctl("stop", "-m", "fast")
         finally:
             shutil.rmtree(self.home, ignore_errors=True)
+
+
+@dataclass
+class PgBouncer:
+    """Debian's PgBouncer in transaction mode in front of one database, with a small
+    server pool so that client connections really share server connections."""
+
+    home: Path
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @classmethod
+    def start(cls, database_url: str, *, pool_size: int = 2) -> PgBouncer:
+        from sqlalchemy import make_url
+
+        binary = need(
+            shutil.which("pgbouncer") or "/usr/sbin/pgbouncer",
+            "PgBouncer (Debian's pgbouncer package)",
+        )
+        url = make_url(database_url)
+        host = url.query.get("host") or url.host or "127.0.0.1"
+        assert isinstance(host, str)
+        # Through a unix socket, PgBouncer must be able to open it: run as its owner.
+        user = Path(host).owner() if host.startswith("/") else "postgres"
+        home = own_dir("sladesk-pgbouncer-", user)
+        port = free_port()
+        target = f"host={host} port={url.port or 5432} dbname={url.database} user={url.username}"
+        if url.password:
+            target += f" password={url.password}"
+        (home / "pgbouncer.ini").write_text(
+            "[databases]\n"
+            f"sladesk = {target}\n"
+            "[pgbouncer]\n"
+            f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+            "auth_type = any\npool_mode = transaction\n"
+            f"default_pool_size = {pool_size}\nmin_pool_size = 0\nreserve_pool_size = 0\n"
+            "max_client_conn = 200\nignore_startup_parameters = extra_float_digits\n"
+            f"logfile = {home / 'pgbouncer.log'}\npidfile = {home / 'pgbouncer.pid'}\n"
+        )
+        _chown_tree_to(home, user)
+        process = subprocess.Popen(
+            [binary, str(home / "pgbouncer.ini")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **as_server_user(user),
+        )  # fmt: skip
+        bouncer = cls(home, port, process)
+        deadline = time.monotonic() + 30
+        while True:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    return bouncer
+            if process.poll() is not None or time.monotonic() > deadline:
+                log = (
+                    (home / "pgbouncer.log").read_text()
+                    if (home / "pgbouncer.log").exists()
+                    else ""
+                )
+                bouncer.stop()
+                raise RuntimeError(f"pgbouncer did not start: {log[-2000:]}")
+            time.sleep(0.05)
+
+    def url(self) -> str:
+        return f"postgresql://sladesk@127.0.0.1:{self.port}/sladesk"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+def _chown_tree_to(path: Path, user: str) -> None:
+    if os.geteuid() == 0:
+        for entry in [path, *path.rglob("*")]:
+            shutil.chown(entry, user, user)
