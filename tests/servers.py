@@ -7,6 +7,8 @@ PostgreSQL and PgBouncer refuse to run as root: as root, they run as the ``postg
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import glob
 import os
 import pwd
@@ -15,6 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -243,3 +246,21 @@ def _chown_tree_to(path: Path, user: str) -> None:
     if os.geteuid() == 0:
         for entry in [path, *path.rglob("*")]:
             shutil.chown(entry, user, user)
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[str]:
+    """The app on a real HTTP server at an ephemeral port of 127.0.0.1; its base URL."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None))
+    task = asyncio.create_task(server.serve())
+    async with asyncio.timeout(30):
+        while not server.started:  # noqa: ASYNC110 (uvicorn has no started event)
+            await asyncio.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
