@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app import dburl
+
 
 class Settings(BaseSettings):
     """Every knob of the service. A bad value stops start-up with one line naming it."""
@@ -19,7 +21,22 @@ class Settings(BaseSettings):
         default=None,
         description="PostgreSQL URL. Unset: a private embedded server in data_dir is used.",
     )
+    listen_database_url: SecretStr | None = Field(
+        default=None,
+        description="A direct PostgreSQL URL for the workers' LISTEN connections (needed "
+        "when database_url goes through a transaction pooler such as PgBouncer).",
+    )
+    db_transaction_pooling: bool = Field(
+        default=False,
+        description="database_url goes through a transaction pooler (PgBouncer "
+        "pool_mode=transaction): no prepared statements outlive a transaction.",
+    )
     data_dir: Path = Field(default=Path(".sladesk"), description="Embedded PostgreSQL home.")
+    allow_embedded: bool = Field(
+        default=True,
+        description="Without database_url, start the embedded PostgreSQL in data_dir. The "
+        "container image sets it to false: data there dies with the container.",
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     run_workers: bool = Field(default=True, description="Run the timer and webhook loops.")
@@ -59,11 +76,24 @@ class Settings(BaseSettings):
     stream_token_ttl_seconds: int = Field(
         default=60, ge=5, le=3600, description="How long a stream token may open streams."
     )
+    retention_days: int = Field(
+        default=90,
+        ge=1,
+        le=36_500,
+        description="Delivered webhook events and their delivery attempts are pruned after this.",
+    )
 
     bootstrap_admin_key: SecretStr | None = Field(
         default=None,
         description="Create this admin key on first start instead of a random one (containers).",
     )
+
+    @field_validator("database_url", "listen_database_url", mode="after")
+    @classmethod
+    def _usable_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            dburl.check(value.get_secret_value())
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -79,10 +109,12 @@ class Settings(BaseSettings):
 
 
 def describe_settings_error(error: ValidationError) -> str:
-    """One line naming the first bad setting, e.g. for `sladesk serve` to print and exit."""
+    """One line naming the first bad setting, e.g. for `sladesk serve` to print and exit.
+    The value itself is never repeated: it may be a URL with a password."""
     first = error.errors()[0]
     name = "SLADESK_" + "_".join(str(part) for part in first["loc"]).upper()
-    return f"invalid setting {name}: {first['msg']}"
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return f"invalid setting {name}: {' '.join(message.split())}"
 
 
 @lru_cache

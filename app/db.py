@@ -7,15 +7,18 @@ handler returns and rolls back when it raises; nothing below the router commits.
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
+import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import make_url
+from sqlalchemy import event, make_url
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -25,6 +28,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import NullPool
 
+from app import dburl
 from app.config import Settings
 
 logger = logging.getLogger("sladesk.db")
@@ -33,11 +37,19 @@ EMBEDDED_DATABASE = "sladesk"
 
 
 def async_url(url: str) -> URL:
-    """Accept ``postgres://``, ``postgresql://`` or ``postgresql+asyncpg://``; use asyncpg."""
-    parsed = make_url(url)
-    if parsed.drivername in ("postgres", "postgresql", "postgresql+asyncpg"):
-        return parsed.set(drivername="postgresql+asyncpg")
-    raise ValueError(f"not a PostgreSQL URL: {parsed.drivername}://…")
+    """Accept ``postgres://``, ``postgresql://`` or ``postgresql+asyncpg://``; use asyncpg.
+    Raises ValueError (one line) for anything else (see app.dburl)."""
+    return dburl.parse(url)
+
+
+def server_settings(settings: Settings) -> dict[str, str]:
+    """Session settings sent when connecting. A transaction pooler (PgBouncer) refuses
+    startup parameters it cannot track, such as ``statement_timeout``: behind one, set
+    the timeout on the role instead (README, "Running at scale")."""
+    values = {"application_name": "sladesk", "timezone": "UTC"}
+    if not settings.db_transaction_pooling:
+        values["statement_timeout"] = str(settings.db_statement_timeout_ms)
+    return values
 
 
 def make_engine(
@@ -59,20 +71,39 @@ def make_engine(
         if pooled
         else {"poolclass": NullPool}
     )
-    options |= {
-        "connect_args": {
-            "timeout": settings.db_connect_timeout_seconds,
-            "server_settings": {
-                "application_name": "sladesk",
-                "statement_timeout": str(settings.db_statement_timeout_ms),
-                "timezone": "UTC",
-            },
-        },
-    }
+    connect_args: dict[str, Any] = {"timeout": settings.db_connect_timeout_seconds}
+    if settings.db_transaction_pooling:
+        # A transaction pooler hands each transaction any server connection: no statement
+        # may outlive its transaction under a name another client could reuse.
+        connect_args |= {
+            "statement_cache_size": 0,
+            "prepared_statement_cache_size": 0,
+            "prepared_statement_name_func": _unique_statement_name,
+        }
+    options["connect_args"] = connect_args
     # Statement parameters are customer text: they must not reach logs with an error.
     options.setdefault("hide_parameters", True)
     options.update(overrides)
-    return create_async_engine(target, **options)
+    engine = create_async_engine(target, **options)
+    _connect_with_dsn(engine, target, server_settings(settings))
+    return engine
+
+
+def _unique_statement_name() -> str:
+    return f"__sladesk_{uuid.uuid4().hex}__"
+
+
+def _connect_with_dsn(engine: AsyncEngine, url: URL, settings: dict[str, str]) -> None:
+    """asyncpg gets the URL as its ``dsn`` (app.dburl): the dialect's own translation would
+    pass libpq parameters such as ``sslmode`` as keywords asyncpg does not take."""
+    from_url = {"host", "port", "user", "password", "database", *url.query}
+    wanted = dburl.dsn_connect_args(url, settings)
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _use_dsn(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+        for key in from_url:
+            cparams.pop(key, None)
+        cparams.update(wanted)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -98,20 +129,41 @@ SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 class DataDirLocked(RuntimeError):
-    """Another sladesk process already serves this data directory."""
+    """Another sladesk process already holds this data directory."""
+
+    def __init__(self, data_dir: Path, pid: int | None, command: str | None) -> None:
+        self.data_dir, self.pid, self.command = data_dir, pid, command
+        who = f"sladesk {command}" if command else "sladesk"
+        if command == "serve":
+            advice = "stop it first, or give this one its own SLADESK_DATA_DIR"
+        else:
+            advice = "run this again when it has finished"
+        super().__init__(
+            f"the data directory {data_dir.resolve()} is in use by {who} (pid {pid}); {advice}"
+        )
+
+
+PUBLISHED = "serve.json"
 
 
 @dataclass
 class EmbeddedPostgres:
     """A private PostgreSQL (from the ``pgserver`` package) living in the data directory.
 
-    One sladesk process owns a data directory at a time: an exclusive lock file says so,
-    and a second process gets :class:`DataDirLocked` instead of sharing the server.
+    One sladesk process owns a data directory at a time: an exclusive lock file says so
+    (with its pid and command). `sladesk serve` also publishes its server's URL there
+    (:meth:`publish`) while it holds the lock, so that `load`, `create-key` and `migrate`
+    use the running server (:meth:`wait_for_published`) instead of refusing.
     """
 
     data_dir: Path
+    command: str = "serve"
     _lock_file: IO[str] | None = None
     _server: Any = None
+
+    @property
+    def pg_dir(self) -> Path:
+        return (self.data_dir / "pg").resolve()
 
     def start(self) -> str:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -121,17 +173,16 @@ class EmbeddedPostgres:
             fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             lock_file.seek(0)
-            owner = lock_file.read().strip() or "another process"
+            pid, command = _owner(lock_file.read())
             lock_file.close()
-            raise DataDirLocked(
-                f"the data directory {self.data_dir.resolve()} is in use by sladesk "
-                f"(pid {owner}); stop it first or set SLADESK_DATA_DIR"
-            ) from None
+            raise DataDirLocked(self.data_dir, pid, command) from None
         lock_file.seek(0)
         lock_file.truncate()
-        lock_file.write(str(os.getpid()))
+        lock_file.write(f"{os.getpid()} {self.command}")
         lock_file.flush()
         self._lock_file = lock_file
+        # A server killed without stopping may have left its URL behind.
+        (self.data_dir / PUBLISHED).unlink(missing_ok=True)
 
         import pgserver  # imported lazily: only the embedded mode needs it
 
@@ -149,10 +200,55 @@ class EmbeddedPostgres:
         url = make_url(uri).set(database=EMBEDDED_DATABASE)
         return url.render_as_string(hide_password=False)
 
+    def publish(self, url: str) -> None:
+        """Tell other sladesk commands where the running server is (owner-only file)."""
+        target = self.data_dir / PUBLISHED
+        partial = target.with_suffix(".tmp")
+        partial.unlink(missing_ok=True)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"pid": os.getpid(), "url": url}, handle)
+        partial.replace(target)
+
+    def wait_for_published(self, pid: int | None, *, timeout: float) -> str:
+        """The URL published by the `serve` holding the lock (process ``pid``); waits while
+        it is starting. TimeoutError if it never does, ProcessLookupError if it is gone."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                published = json.loads((self.data_dir / PUBLISHED).read_text())
+                if published.get("pid") == pid and isinstance(published.get("url"), str):
+                    return str(published["url"])
+            except (OSError, ValueError):
+                pass
+            if pid is None or not _alive(pid):
+                raise ProcessLookupError(pid)
+            if time.monotonic() > deadline:
+                raise TimeoutError
+            time.sleep(0.2)
+
     def stop(self) -> None:
+        if self._lock_file is not None:
+            (self.data_dir / PUBLISHED).unlink(missing_ok=True)
         if self._server is not None:
             self._server.cleanup()
             self._server = None
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
+
+
+def _owner(text: str) -> tuple[int | None, str | None]:
+    parts = text.split()
+    pid = int(parts[0]) if parts and parts[0].isdigit() else None
+    return pid, (parts[1] if len(parts) > 1 else None)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -8,6 +8,7 @@ here too, so that every 4xx a client sees has the same shape.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -169,6 +170,21 @@ def invalid_field(field: str, message: str, kind: str = "invalid") -> Validation
     return ValidationFailed(f"{field}: {message}", [field_error(field, message, kind)])
 
 
+def unquoted_etags(if_match: str) -> list[str]:
+    """The entity tags of an If-Match header that lack their double quotes (``2``
+    instead of ``"2"``): such a header can never match, and saying so helps."""
+    tags = [tag.strip() for tag in if_match.split(",") if tag.strip()]
+    return [t for t in tags if t != "*" and not t.removeprefix("W/").startswith('"')]
+
+
+def if_match_unquoted(header: str, current: str, **extra: Any) -> PreconditionFailed:
+    return PreconditionFailed(
+        f"If-Match {header} is not an entity tag: send it in double quotes, exactly as the "
+        f"ETag header gave it (here If-Match: {current}).",
+        **extra,
+    )
+
+
 def problem_response(error: AppError, request: Request | None = None) -> JSONResponse:
     instance = request.url.path if request is not None else None
     return JSONResponse(
@@ -211,11 +227,29 @@ def _validation_problem(exc: RequestValidationError) -> AppError:
             message = "unknown field; remove it (see the schema in /docs)"
         elif kind == "timezone_aware":
             message = "must carry a timezone offset, e.g. 2026-03-06T17:00:00-08:00 or ...Z"
+        elif _plus_decoded_as_space(err):
+            # A query string turns an unencoded "+" into a space: "+01:00" arrives " 01:00".
+            message = (
+                "a '+' in a query string means a space: write the offset's + as %2B "
+                "(e.g. 2026-03-06T17:00:00%2B01:00), or give the instant in UTC with Z"
+            )
         fields.append(field_error(_loc_to_field(err.get("loc", ())), message, kind))
     summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:3])
     if len(fields) > 3:
         summary += f"; and {len(fields) - 3} more"
     return ValidationFailed(summary, fields)
+
+
+def _plus_decoded_as_space(err: Any) -> bool:
+    loc = err.get("loc", ())
+    value = err.get("input")
+    return (
+        bool(loc)
+        and loc[0] == "query"
+        and str(err.get("type", "")).startswith(("datetime", "timezone"))
+        and isinstance(value, str)
+        and re.search(r"\d \d\d(:?\d\d)?$", value) is not None
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

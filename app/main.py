@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app import __version__
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
+from app.docs import install_docs
 from app.errors import install_error_handlers
 from app.migrate import head_revision
 from app.observability import (
@@ -89,6 +90,8 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # app.docs serves both pages with assets from the package
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
@@ -102,6 +105,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
 
     install_error_handlers(app)
     install_openapi(app)
+    install_docs(app)
     for router in (
         health.router,
         api_keys.router,
@@ -134,7 +138,9 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
             allow_headers=["*"],
             expose_headers=["ETag", "X-Request-ID", "Location"],
         )
-    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
+    app.add_middleware(
+        RequestContextMiddleware, metrics=app.state.metrics, routes=app.router.routes
+    )
     return app
 
 

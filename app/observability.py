@@ -12,12 +12,14 @@ import re
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import PROBLEM_MEDIA_TYPE, PayloadTooLarge
@@ -68,9 +70,27 @@ def install_request_id_factory() -> None:
     logging.setLogRecordFactory(factory)
 
 
+class QuietThirdParty(logging.Filter):
+    """Other libraries' INFO (pgserver's initdb transcripts, uvicorn's start-up chatter)
+    only at DEBUG: at INFO the log says what sladesk does, one line per fact."""
+
+    def __init__(self, level: str) -> None:
+        super().__init__()
+        self.verbose = level == "DEBUG"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return (
+            self.verbose
+            or record.levelno >= logging.WARNING
+            or record.name == "sladesk"
+            or record.name.startswith("sladesk.")
+        )
+
+
 def configure_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(QuietThirdParty(level))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -112,9 +132,10 @@ access_log = logging.getLogger("sladesk.access")
 class RequestContextMiddleware:
     """Request id (taken from ``X-Request-ID`` or made), access log line, metrics."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, routes: Sequence[BaseRoute] = ()) -> None:
         self.app = app
         self.metrics = metrics
+        self.routes = routes  # the app's (live) route list, for routes FastAPI does not name
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -125,6 +146,8 @@ class RequestContextMiddleware:
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
+        # Routing rewrites the scope (mounts change root_path): keep what matching needs.
+        asked = {k: scope[k] for k in ("type", "path", "method", "root_path") if k in scope}
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -139,8 +162,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "<unmatched>"
+            template = _template(scope.get("route")) or self._match(asked) or "<unmatched>"
             self.metrics.observe(scope["method"], template, status, elapsed)
             access_log.info(
                 "%s %s %s",
@@ -155,6 +177,22 @@ class RequestContextMiddleware:
                 },
             )
             request_id_var.reset(token)
+
+    def _match(self, scope: dict[str, Any]) -> str | None:
+        """The template of a route FastAPI's router does not record in the scope (plain
+        Starlette routes such as /openapi.json, mounts such as the docs assets)."""
+        for route in self.routes:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                return _template(route)
+        return None
+
+
+def _template(route: object) -> str | None:
+    path = getattr(route, "path", None)
+    if path is None:
+        return None
+    return f"{path}/{{path}}" if isinstance(route, Mount) else str(path)
 
 
 class BodyTooLarge(HTTPException):

@@ -6,11 +6,13 @@ from typing import Any
 
 import httpx
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db import make_sessionmaker
-from app.models import ApiKey
-from app.security import hash_key
-from tests.conftest import auth
+from app.models import ApiKey, Organization
+from app.security import Role, hash_key
+from app.services.api_keys import bootstrap_admin_key
+from tests.conftest import auth, make_key
 from tests.factories import create_agent, create_contact, create_org
 
 
@@ -88,3 +90,19 @@ async def test_only_admins_manage_keys(admin: httpx.AsyncClient, client: httpx.A
         "/v1/api-keys", json={"name": "escalate", "role": "admin"}, headers=auth(agent_key)
     )
     assert response.status_code == 403
+
+
+async def test_the_first_admin_key_is_made_even_after_load_made_customer_keys(
+    db: AsyncEngine,
+) -> None:
+    # `sladesk load` before the first `serve` makes customer keys; serve must still print
+    # an admin key, once.
+    async with make_sessionmaker(db)() as session, session.begin():
+        org = Organization(name="Loaded first")
+        session.add(org)
+    await make_key(db, Role.CUSTOMER, organization_id=org.id)
+    async with make_sessionmaker(db)() as session, session.begin():
+        first = await bootstrap_admin_key(session)
+    async with make_sessionmaker(db)() as session, session.begin():
+        second = await bootstrap_admin_key(session)
+    assert first is not None and first.startswith("sld_") and second is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -17,6 +18,7 @@ import psutil
 from app.migrate import head_revision
 from tests.conftest import _admin_execute
 
+ROOT = Path(__file__).resolve().parent.parent
 KEY = re.compile(r"admin API key \(shown only this once, store it now\): (sld_\S+)")
 
 
@@ -147,6 +149,70 @@ async def test_migrate_with_a_database_url(database_url: str) -> None:
         async with asyncio.timeout(60):
             out, err = await proc.communicate()
         assert proc.returncode == 0, err.decode()
-        assert f"database migrated to {head_revision()}" in out.decode()
+        assert f"database migrated from empty to {head_revision()}" in out.decode()
     finally:
         await _admin_execute(database_url, f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+async def _cli(data_dir: Path, *args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app.cli", *args,
+        env=_env(SLADESK_DATA_DIR=str(data_dir)), cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(120):
+        out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_commands_share_the_running_serve_and_its_start_is_quiet(tmp_path: Path) -> None:
+    data_dir, port = tmp_path / "data", _free_port()
+    base = f"http://127.0.0.1:{port}"
+    serve = await _start(data_dir, port)
+    try:
+        lines = await _read_until(serve, "API docs at")
+        # One line per fact: where the data lives, the database, the key, the URL.
+        assert lines[0] == f"sladesk: data directory {data_dir.resolve()}"
+        assert (
+            lines[1] == f"sladesk: database: embedded PostgreSQL in {(data_dir / 'pg').resolve()}"
+        )
+        assert KEY.search(lines[2]) and lines[3] == f"sladesk: API docs at {base}/docs"
+        assert len(lines) == 4
+
+        using = f"the embedded PostgreSQL of the running sladesk serve (pid {serve.pid})"
+        code, out, err = await _cli(
+            data_dir, "load", "--json", "examples/004_mexico_specialized.toml"
+        )
+        assert code == 0 and using in err, err
+        loaded = json.loads(out)
+        org_id = loaded["ids"]["organization"]["Specialized support demo client"]
+        [org_item] = [i for f in loaded["files"] for i in f["items"] if i["kind"] == "organization"]
+        customer_key = org_item["customer_api_key"]
+        code, out, err = await _cli(data_dir, "create-key", "--role", "agent", "--json")
+        assert code == 0 and using in err, err
+        agent_key = json.loads(out)["key"]
+        code, out, err = await _cli(data_dir, "create-key", "--role", "admin", "--name", "ops")
+        assert code == 0 and out.strip().startswith("sld_") and out.count("\n") == 1, out
+        assert "created admin API key 'ops' (id " in err
+        code, out, err = await _cli(data_dir, "migrate", "--json")
+        assert code == 0 and json.loads(out) == {"from": head_revision(), "to": head_revision()}
+
+        async with httpx.AsyncClient(base_url=base) as api:
+            agents = await api.get("/v1/agents", headers={"Authorization": f"Bearer {agent_key}"})
+            assert sorted(a["tier"] for a in agents.json()["items"]) == [1, 2, 3, 4]
+            mine = await api.get(
+                "/v1/organizations", headers={"Authorization": f"Bearer {customer_key}"}
+            )
+            assert [o["id"] for o in mine.json()["items"]] == [org_id]
+    finally:
+        if serve.returncode is None:
+            serve.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(60):
+            _, err_bytes = await serve.communicate()
+    # Its log: JSON lines of its own; no initdb transcript, no runtime-dir warning.
+    log = err_bytes.decode()
+    assert "XDG_RUNTIME_DIR" not in log and "initdb" not in log and "Traceback" not in log
+    for line in log.splitlines():
+        entry = json.loads(line)
+        assert entry["logger"].startswith("sladesk") or entry["level"] in ("warning", "error")

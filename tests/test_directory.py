@@ -117,3 +117,22 @@ async def test_organization_locale(admin: httpx.AsyncClient) -> None:
         refused = await admin.patch(url, json={"locale": bad})
         assert refused.status_code == 422, bad
     assert (await admin.get(url)).json()["locale"] == "es-MX"
+
+
+async def test_agents_keep_contacts_up_to_date_but_only_admins_write_organizations(
+    admin: httpx.AsyncClient, agent: httpx.AsyncClient
+) -> None:
+    org = await create_org(admin)
+    # An agent takes the customer's call about a personnel change (seeds 002/004).
+    contact = await create_contact(agent, org["id"], role="authorized")
+    url = f"/v1/organizations/{org['id']}/contacts/{contact['id']}"
+    left = await agent.patch(url, json={"active": False})
+    assert left.status_code == 200 and left.json()["active"] is False
+    # A customer account (its name, its state) is an administrator's: contracts and
+    # billing hang on it.
+    created = await agent.post("/v1/organizations", json={"name": "Made by an agent"})
+    assert created.status_code == 403
+    assert created.headers["content-type"] == "application/problem+json"
+    renamed = await agent.patch(f"/v1/organizations/{org['id']}", json={"name": "Renamed"})
+    assert renamed.status_code == 403
+    assert (await admin.get(f"/v1/organizations/{org['id']}")).json()["name"] == org["name"]

@@ -164,3 +164,72 @@ async def test_unknown_ids_are_404(admin: httpx.AsyncClient, path: str) -> None:
     method = "DELETE" if "api-keys" in path else "GET"
     response = await admin.request(method, path.format(id=uuid.uuid4()))
     assert_problem(response, 404, "not-found")
+
+
+# ------------------------------------------------- messages that say what to do
+
+
+async def test_an_unquoted_if_match_says_to_quote_it(admin: httpx.AsyncClient) -> None:
+    from tests.ticket_factories import make_desk, open_ticket
+
+    desk = await make_desk(admin)
+    ticket = await open_ticket(admin, desk)
+    url = f"/v1/tickets/{ticket['id']}/actions/note"
+    refused = await admin.post(url, json={"body": "x"}, headers={"If-Match": "1"})
+    problem = assert_problem(refused, 412, "precondition-failed")
+    assert "send it in double quotes" in problem["detail"] and 'If-Match: "1"' in problem["detail"]
+    assert "changed" not in problem["detail"]  # it did not change: the header was malformed
+    accepted = await admin.post(url, json={"body": "x"}, headers={"If-Match": '"1"'})
+    assert accepted.status_code == 200, accepted.text
+    stale = await admin.post(url, json={"body": "x"}, headers={"If-Match": '"1"'})
+    assert "changed" in assert_problem(stale, 412, "precondition-failed")["detail"]
+
+    plan = desk.plan["id"]
+    unquoted = await admin.patch(
+        f"/v1/plans/{plan}", json={"name": "Y"}, headers={"If-Match": "v1"}
+    )
+    assert 'If-Match: "v1"' in assert_problem(unquoted, 412, "precondition-failed")["detail"]
+
+
+async def test_an_unencoded_plus_in_a_query_instant_says_to_encode_it(
+    admin: httpx.AsyncClient,
+) -> None:
+    # "+01:00" typed into a URL arrives as " 01:00" (a '+' in a query string is a space).
+    response = await admin.get("/v1/tickets?due_before=2026-03-06T17:00:00+01:00")
+    problem = assert_problem(response, 422, "validation-error")
+    [error] = problem["errors"]
+    assert error["field"] == "query.due_before"
+    assert "%2B" in error["message"] and "Z" in error["message"]
+    encoded = await admin.get("/v1/tickets?due_before=2026-03-06T17:00:00%2B01:00")
+    assert encoded.status_code == 200
+
+
+async def test_webhook_url_refusals_name_the_setting_that_allows_them(
+    app: Any, admin_key: str
+) -> None:
+    from app.config import Settings
+    from app.main import create_app
+
+    strict = Settings(database_url="postgresql://unused@127.0.0.1/x")
+    strict_app = create_app(strict, engine=app.state.engine)
+    transport = httpx.ASGITransport(app=strict_app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://t", headers=auth(admin_key)
+    ) as api:
+        cases = {
+            "https://127.0.0.1/hook": (
+                "webhooks may not call this address: 127.0.0.1 is a loopback address",
+                "SLADESK_WEBHOOKS_ALLOW_PRIVATE=true",
+            ),
+            "http://93.184.215.14/hook": ("must use https", "SLADESK_WEBHOOKS_ALLOW_HTTP=true"),
+        }
+        for url, (reason, setting) in cases.items():
+            body = {"url": url, "event_types": ["*"]}
+            problem = assert_problem(
+                await api.post("/v1/webhooks", json=body), 422, "validation-error"
+            )
+            assert reason in problem["detail"] and setting in problem["detail"], problem
+        # The metadata address is refused whatever the operator allows: no setting named.
+        body = {"url": "https://169.254.169.254/latest", "event_types": ["*"]}
+        problem = assert_problem(await api.post("/v1/webhooks", json=body), 422, "validation-error")
+        assert "metadata" in problem["detail"] and "SLADESK_" not in problem["detail"]

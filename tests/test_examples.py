@@ -12,6 +12,7 @@ Hours used below (see the comments in examples/*.toml):
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import sys
@@ -320,7 +321,15 @@ async def test_seed_002_vitrium(desk: Desk) -> None:
     assert await desk.reasons("Vitrium demo: Standard", contact_id=reader) == [
         "contact_not_authorized"
     ]
-    # The Standard demo subscription ends on 2026-12-31 (Vancouver time).
+    # The demo subscription is open ended, so the README keeps working in years to come;
+    # ended on 2026-12-31 (Vancouver time), it stops covering at that local midnight.
+    assert await desk.reasons("Vitrium demo: Standard", at="2040-01-01T00:00:00Z") == []
+    org = desk.orgs["Vitrium demo: Standard"]
+    held = (await desk.api.get("/v1/contracts", params={"organization_id": org})).json()
+    [contract] = held["items"]
+    assert contract["ends_on"] is None
+    ended = await desk.api.patch(f"/v1/contracts/{contract['id']}", json={"ends_on": "2026-12-31"})
+    assert ended.status_code == 200, ended.text
     assert await desk.reasons("Vitrium demo: Standard", at="2027-01-01T07:59:00Z") == []
     assert await desk.reasons("Vitrium demo: Standard", at="2027-01-01T08:00:00Z") == [
         "contract_expired"
@@ -543,8 +552,27 @@ async def test_the_load_command(database_url: str) -> None:
         files = [str(p.relative_to(ROOT)) for p in EXAMPLES]
         code, out, err = await run(*files)
         assert code == 0, err
-        assert "examples/002_vitrium.toml: plan 'vitrium-elite': created" in out
-        assert "examples/004_mexico_specialized.toml: 6 created, 0 updated, 0 unchanged" in out
+        assert re.search(
+            r"examples/002_vitrium.toml: plan 'vitrium-elite' \(id [0-9a-f-]{36}\): created", out
+        )
+        assert "examples/004_mexico_specialized.toml: 10 created, 0 updated, 0 unchanged" in out
+        # A customer key per organization created, each usable (shown once, here).
+        keys = re.findall(r"its customer API key \(shown only this once\): (sld_\S+)", out)
+        assert len(keys) == out.count("organization '") == 9  # the five files' demo customers
+        code, out, err = await run(*files, "--json")
+        assert code == 0, err
+        loaded = json.loads(out)
+        assert "customer_api_key" not in out  # only organizations created now get one
+        items = [i for f in loaded["files"] for i in f["items"]]
+        assert {i["outcome"] for i in items} == {"unchanged"}
+        agents = loaded["ids"]["agent"]
+        assert sorted(agents) == [
+            "diana@support.example.mx",
+            "sergio@support.example.mx",
+            "sofia@support.example.mx",
+            "victor@support.example.mx",
+        ]
+        assert all(uuid.UUID(i["id"]) for i in items)
         code, out, err = await run(*files)
         assert code == 0, err
         assert "created" not in out.replace("0 created", "")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from typing import Any
 
@@ -119,3 +120,48 @@ async def test_docs_list_every_route_with_problem_responses(client: httpx.AsyncC
             assert "401" in operation["responses"], f"{method} {path} lacks its 401"
             content = operation["responses"]["401"]["content"]
             assert "application/problem+json" in content
+
+
+async def test_docs_pages_load_their_assets_from_the_server(client: httpx.AsyncClient) -> None:
+    for page, assets in (
+        ("/docs", ["swagger-ui-bundle.js", "swagger-ui.css"]),
+        ("/redoc", ["redoc.standalone.js"]),
+    ):
+        html = (await client.get(page)).text
+        # Nothing from a CDN (or any other host): the page works without internet.
+        assert re.findall(r"https?://", html) == [], f"{page} refers to another host"
+        for asset in assets:
+            assert f'"/docs/assets/{asset}"' in html
+            served = await client.get(f"/docs/assets/{asset}")
+            assert served.status_code == 200 and len(served.content) > 100_000
+
+
+async def test_every_route_has_its_own_metrics_label(
+    app: Any, client: httpx.AsyncClient, admin: httpx.AsyncClient
+) -> None:
+    from starlette.routing import Mount
+
+    def flat(routes: list[Any]) -> list[Any]:
+        # FastAPI keeps an included router as one entry; its routes carry their full path.
+        out = []
+        for route in routes:
+            inner = getattr(route, "original_router", None)
+            out.extend(flat(inner.routes) if inner is not None else [route])
+        return out
+
+    expected = set()
+    for route in flat(app.routes):
+        template = route.path + ("/{path}" if isinstance(route, Mount) else "")
+        method = sorted(getattr(route, "methods", None) or {"GET"})[0]
+        params = {name: str(uuid.uuid4()) for name in re.findall(r"{(\w+)", template)}
+        if isinstance(route, Mount):
+            params["path"] = "favicon.png"
+        await client.request(method, template.format(**params))
+        expected.add((method, template))
+    await client.get("/no/such/route")
+    text = (await admin.get("/metrics")).text
+    seen = set(re.findall(r'sladesk_http_requests_total\{method="(\w+)",route="([^"]+)"', text))
+    missing = {(m, t) for m, t in expected if (m, t) not in seen}
+    assert missing == set(), f"routes counted under another label: {missing}"
+    assert ("GET", "<unmatched>") in seen  # an unknown path never becomes a label of its own
+    assert not any("no/such" in t for _, t in seen)

@@ -225,6 +225,10 @@ def address_refusal(ip: IPAddress, *, allow_private: bool) -> str | None:
     return None
 
 
+class PlainHttpRefused(ValueError):
+    """An http:// URL where only https is allowed (the operator may allow http)."""
+
+
 @dataclass(frozen=True)
 class Target:
     scheme: str
@@ -251,7 +255,7 @@ def parse_target(url: str, *, allow_http: bool) -> Target:
     allowed = ("https", "http") if allow_http else ("https",)
     if scheme not in allowed:
         if scheme == "http":
-            raise ValueError("must use https (plain http is not allowed on this server)")
+            raise PlainHttpRefused("must use https (plain http is not allowed on this server)")
         raise ValueError("must be an absolute https:// URL")
     if parts.username is not None or parts.password is not None:
         raise ValueError("must not carry credentials (user:password@); sign-ins are not sent")

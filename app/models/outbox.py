@@ -24,6 +24,12 @@ class OutboxEvent(SQLModel, table=True):
             postgresql_where="dispatched_at IS NULL",
         ),
         Index("ix_outbox_events_ticket_id_seq", "ticket_id", "seq"),
+        # Retention (app.workers.retention): the oldest dispatched events first.
+        Index(
+            "ix_outbox_events_dispatched_at",
+            "dispatched_at",
+            postgresql_where="dispatched_at IS NOT NULL",
+        ),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)

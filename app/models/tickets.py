@@ -209,6 +209,8 @@ class IdempotencyKey(SQLModel, table=True):
     """`Idempotency-Key` of ticket intake: a retry returns the first response."""
 
     __tablename__ = "idempotency_keys"
+    # Retention (app.workers.retention) prunes keys past their window, oldest first.
+    __table_args__ = (Index("ix_idempotency_keys_created_at", "created_at"),)
 
     api_key_id: uuid.UUID = Field(
         sa_column=Column(ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)

@@ -75,6 +75,12 @@ class WebhookDelivery(SQLModel, table=True):
             "id",
         ),
         Index("ix_webhook_deliveries_ticket_id", "ticket_id"),
+        # Retention (app.workers.retention): the oldest succeeded deliveries first.
+        Index(
+            "ix_webhook_deliveries_succeeded_completed_at",
+            "completed_at",
+            postgresql_where="status = 'succeeded'",
+        ),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)

@@ -18,7 +18,7 @@ from app.schemas.directory import (
     OrganizationRead,
     OrganizationUpdate,
 )
-from app.security import AnyKey, StaffKey
+from app.security import AdminKey, AnyKey, StaffKey
 from app.services import directory
 
 router = APIRouter(prefix="/v1/organizations", tags=["organizations"])
@@ -64,9 +64,10 @@ async def list_organizations(
     responses=problems(409),
 )
 async def create_organization(
-    data: OrganizationCreate, session: SessionDep, principal: StaffKey
+    data: OrganizationCreate, session: SessionDep, principal: AdminKey
 ) -> OrganizationRead:
-    """Create a customer organization. Names are unique (case-insensitive)."""
+    """Create a customer organization (admin keys: a customer account goes with its
+    contracts and billing). Names are unique (case-insensitive)."""
     return OrganizationRead.model_validate(await directory.create_organization(session, data))
 
 
@@ -84,8 +85,9 @@ async def get_organization(
     responses=problems(404, 409),
 )
 async def update_organization(
-    organization_id: uuid.UUID, data: OrganizationUpdate, session: SessionDep, principal: StaffKey
+    organization_id: uuid.UUID, data: OrganizationUpdate, session: SessionDep, principal: AdminKey
 ) -> OrganizationRead:
+    """Rename, deactivate or annotate an organization (admin keys)."""
     row = await directory.update_organization(session, principal, organization_id, data)
     return OrganizationRead.model_validate(row)
 

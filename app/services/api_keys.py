@@ -128,10 +128,12 @@ async def count_active_admin_keys(session: AsyncSession) -> int:
 
 
 async def bootstrap_admin_key(session: AsyncSession, key: str | None = None) -> str | None:
-    """On the very first start (no key at all), create an admin key and return it once."""
+    """On the very first start (no admin key yet), create an admin key and return it once.
+    Customer keys made earlier (``sladesk load`` before the first ``serve``) do not count:
+    without an admin key nobody could use them."""
     await session.execute(select(func.pg_advisory_xact_lock(0x5D_E5C0)))  # one replica wins
-    any_key = (await session.execute(select(col(ApiKey.id)).limit(1))).first()
-    if any_key is not None:
+    stmt = select(col(ApiKey.id)).where(col(ApiKey.role) == Role.ADMIN.value).limit(1)
+    if (await session.execute(stmt)).first() is not None:
         return None
     key = key or new_key()
     session.add(

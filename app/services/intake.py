@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,6 +24,10 @@ from app.security import Principal
 from app.services import clocks as clock_store
 from app.services import entitlement, tickets
 from app.services.plan_terms import TicketTerms, snapshot_of
+
+# How long a retry with the same Idempotency-Key returns the first ticket (as payment APIs
+# do); after it the key may be used again, and the retention worker prunes it.
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
 
 def _request_hash(data: TicketCreate) -> str:
@@ -166,6 +170,7 @@ async def create_ticket(
                 request_hash=_request_hash(data),
                 ticket_id=ticket.id,
                 response=view.model_dump(mode="json"),
+                created_at=now,
             )
         )
         await session.flush()
@@ -211,6 +216,10 @@ async def _replay(
     await session.execute(select(func.pg_advisory_xact_lock(lock)))
     stored = await session.get(IdempotencyKey, (principal.key_id, key))
     if stored is None:
+        return None
+    if stored.created_at <= now - IDEMPOTENCY_WINDOW:
+        await session.delete(stored)  # expired: this request is a new one
+        await session.flush()
         return None
     if stored.request_hash != _request_hash(data):
         raise Conflict(

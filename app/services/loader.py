@@ -1,6 +1,6 @@
 """`sladesk load FILE…`: create calendars, plans and (demo) organizations from TOML files.
 
-A file (see ``examples/``) has up to three arrays of tables, loaded in this order:
+A file (see ``examples/``) has up to four arrays of tables, loaded in this order:
 
 ``[[calendars]]``
     the body of ``POST /v1/calendars`` (``name``, ``timezone``, ``weekly_hours``, …).
@@ -11,14 +11,18 @@ A file (see ``examples/``) has up to three arrays of tables, loaded in this orde
     ``requires``, ``auto_close`` or ``description``: null), so a file states the whole
     plan. A plan's ``requires`` must name a plan loaded earlier (in this file, an earlier
     file, or the database).
+``[[agents]]``
+    the body of ``POST /v1/agents`` (``name``, ``email``, ``tier``).
 ``[[organizations]]`` with ``[[organizations.contacts]]`` and ``[[organizations.contracts]]``
     demo customers: the bodies of the directory endpoints (a contact may say ``active =
     false``: a person who left); a contract names its plan (``plan = "<code>"``) and is
-    identified by plan and ``starts_on``.
+    identified by plan and ``starts_on``. An organization the load creates gets a
+    customer API key, returned (``Loaded.secret``) to be shown once.
 
 Everything goes through the services the API uses, so every rule and every 422 applies.
 Loading is an upsert and idempotent: calendars are matched by name, plans by code,
-organizations by name, contacts by email, contracts by (plan, starts_on); a record that
+agents and organizations by name or email, contacts by email, contracts by (plan,
+starts_on); a record that
 already says the same is left alone (no version bump). One transaction for all files:
 an error anywhere loads nothing.
 """
@@ -28,7 +32,7 @@ from __future__ import annotations
 import tomllib
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -39,10 +43,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.errors import AppError, invalid_field
-from app.models import CalendarRow, Contact, Contract, Organization
+from app.models import Agent, CalendarRow, Contact, Contract, Organization
+from app.schemas.api_keys import ApiKeyCreate
 from app.schemas.calendars import CalendarCreate, CalendarUpdate
 from app.schemas.contracts import ContractCreate, ContractUpdate
 from app.schemas.directory import (
+    AgentCreate,
+    AgentUpdate,
     ContactCreate,
     ContactUpdate,
     OrganizationCreate,
@@ -50,10 +57,10 @@ from app.schemas.directory import (
 )
 from app.schemas.plans import PlanCreate
 from app.security import Principal, Role
-from app.services import calendars, contracts, directory, plans
+from app.services import api_keys, calendars, contracts, directory, plans
 
 BEST_EFFORT = "best_effort"
-SECTIONS = ("calendars", "plans", "organizations")
+SECTIONS = ("calendars", "plans", "agents", "organizations")
 
 # The loader acts as an administrator (it runs with the database's credentials).
 LOADER = Principal(key_id=uuid.UUID(int=0), role=Role.ADMIN)
@@ -65,12 +72,26 @@ class LoadError(Exception):
 
 @dataclass(frozen=True)
 class Loaded:
-    kind: str  # calendar, plan, organization, contact, contract
+    kind: str  # calendar, plan, agent, organization, contact, contract
     key: str
     outcome: str  # created, updated, unchanged
+    id: uuid.UUID | None = field(default=None, compare=False)
+    # A created organization's customer API key: shown once, never stored in clear.
+    secret: str | None = field(default=None, compare=False, repr=False)
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.key!r}: {self.outcome}"
+        return f"{self.kind} {self.key!r} (id {self.id}): {self.outcome}"
+
+    def as_json(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "kind": self.kind,
+            "key": self.key,
+            "id": str(self.id) if self.id else None,
+            "outcome": self.outcome,
+        }
+        if self.secret is not None:
+            entry["customer_api_key"] = self.secret
+        return entry
 
 
 def read_file(path: Path) -> dict[str, Any]:
@@ -122,6 +143,8 @@ async def load_document(
                     done.append(await _calendar(session, dict(item), now))
                 elif name == "plans":
                     done.append(await _plan(session, dict(item), now))
+                elif name == "agents":
+                    done.append(await _agent(session, dict(item)))
                 else:
                     done.extend(await _organization(session, dict(item)))
             except ValidationError as exc:
@@ -152,15 +175,15 @@ async def _calendar(session: AsyncSession, item: dict[str, Any], now: datetime) 
     data = CalendarCreate.model_validate(item)
     row = await _calendar_by_name(session, data.name)
     if row is None:
-        await calendars.create_calendar(session, data)
-        return Loaded("calendar", data.name, "created")
+        created = await calendars.create_calendar(session, data)
+        return Loaded("calendar", data.name, "created", created.id)
     spec = data.to_spec()
     if spec == row.spec and data.name == row.name:
-        return Loaded("calendar", data.name, "unchanged")
+        return Loaded("calendar", data.name, "unchanged", row.id)
     # The whole spec, so that a field removed from the file is removed from the calendar.
     full = {"holidays": None, **spec, "name": data.name}
     await calendars.update_calendar(session, row.id, CalendarUpdate.model_validate(full), now=now)
-    return Loaded("calendar", data.name, "updated")
+    return Loaded("calendar", data.name, "updated", row.id)
 
 
 # -------------------------------------------------------------------------- plans
@@ -181,17 +204,33 @@ async def _plan(session: AsyncSession, item: dict[str, Any], now: datetime) -> L
     data = PlanCreate.model_validate(item)
     row = await plans.get_plan_by_code(session, data.code)
     if row is None:
-        await plans.create_plan(session, data, now=now)
-        return Loaded("plan", data.code, "created")
+        created = await plans.create_plan(session, data, now=now)
+        return Loaded("plan", data.code, "created", created.id)
     changes = data.model_dump(exclude={"code"})
     changed = await plans.apply_changes(session, row, changes, now=now)
-    return Loaded("plan", data.code, "updated" if changed else "unchanged")
+    return Loaded("plan", data.code, "updated" if changed else "unchanged", row.id)
 
 
 def _target(item: Any) -> Any:
     if isinstance(item, Mapping) and item.get("minutes") == BEST_EFFORT:
         return {**item, "minutes": None}
     return item
+
+
+# ------------------------------------------------------------------------- agents
+
+
+async def _agent(session: AsyncSession, item: dict[str, Any]) -> Loaded:
+    data = AgentCreate.model_validate(item)
+    stmt = select(Agent).where(func.lower(col(Agent.email)) == str(data.email).lower())
+    row = (await session.execute(stmt)).scalar_one_or_none()
+    if row is None:
+        created = await directory.create_agent(session, data)
+        return Loaded("agent", str(data.email), "created", created.id)
+    diff = {k: v for k, v in data.model_dump().items() if getattr(row, k) != v}
+    if diff:
+        await directory.update_agent(session, row.id, AgentUpdate.model_validate(diff))
+    return Loaded("agent", str(data.email), "updated" if diff else "unchanged", row.id)
 
 
 # ------------------------------------------------------------------ organizations
@@ -206,7 +245,15 @@ async def _organization(session: AsyncSession, item: dict[str, Any]) -> list[Loa
     done: list[Loaded] = []
     if org is None:
         org = await directory.create_organization(session, data)
-        done.append(Loaded("organization", data.name, "created"))
+        _, key = await api_keys.create_api_key(
+            session,
+            ApiKeyCreate(
+                name=f"{org.name}: customer key made by sladesk load",
+                role=Role.CUSTOMER,
+                organization_id=org.id,
+            ),
+        )
+        done.append(Loaded("organization", data.name, "created", org.id, secret=key))
     else:
         wanted = data.model_dump()
         diff = {k: v for k, v in wanted.items() if getattr(org, k) != v}
@@ -214,7 +261,7 @@ async def _organization(session: AsyncSession, item: dict[str, Any]) -> list[Loa
             await directory.update_organization(
                 session, LOADER, org.id, OrganizationUpdate.model_validate(diff)
             )
-        done.append(Loaded("organization", data.name, "updated" if diff else "unchanged"))
+        done.append(Loaded("organization", data.name, "updated" if diff else "unchanged", org.id))
     for contact in contacts:
         done.append(await _contact(session, org, dict(contact)))
     for contract in held:
@@ -237,14 +284,14 @@ async def _contact(session: AsyncSession, org: Organization, item: dict[str, Any
             await directory.update_contact(
                 session, LOADER, org.id, row.id, ContactUpdate(active=False)
             )
-        return Loaded("contact", key, "created")
+        return Loaded("contact", key, "created", row.id)
     wanted = {**data.model_dump(), "active": active}
     diff = {k: v for k, v in wanted.items() if getattr(row, k) != v}
     if diff:
         await directory.update_contact(
             session, LOADER, org.id, row.id, ContactUpdate.model_validate(diff)
         )
-    return Loaded("contact", key, "updated" if diff else "unchanged")
+    return Loaded("contact", key, "updated" if diff else "unchanged", row.id)
 
 
 async def _contract(session: AsyncSession, org: Organization, item: dict[str, Any]) -> Loaded:
@@ -261,12 +308,12 @@ async def _contract(session: AsyncSession, org: Organization, item: dict[str, An
     )
     row = (await session.execute(stmt)).scalar_one_or_none()
     if row is None:
-        await contracts.create_contract(session, data)
-        return Loaded("contract", key, "created")
+        created = await contracts.create_contract(session, data)
+        return Loaded("contract", key, "created", created.id)
     wanted = data.model_dump(include={"ends_on", "reference", "hours_budget"})
     diff = {k: v for k, v in wanted.items() if getattr(row, k) != v}
     if diff:
         await contracts.update_contract(
             session, LOADER, row.id, ContractUpdate.model_validate(diff)
         )
-    return Loaded("contract", key, "updated" if diff else "unchanged")
+    return Loaded("contract", key, "updated" if diff else "unchanged", row.id)

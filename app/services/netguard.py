@@ -22,7 +22,11 @@ from app.domain.webhooks import IPAddress, address_refusal
 
 
 class AddressRefused(Exception):
-    """The destination resolves to an address webhooks may not reach."""
+    """The destination resolves to an address webhooks may not reach (``ip``, if one)."""
+
+    def __init__(self, reason: str, ip: IPAddress | None = None) -> None:
+        super().__init__(reason)
+        self.ip = ip
 
 
 class ResolutionFailed(Exception):
@@ -64,7 +68,7 @@ async def checked_addresses(
         if reason is not None:
             if host != str(ip):
                 reason = f"{host} resolves to a forbidden address: {reason}"
-            raise AddressRefused(reason)
+            raise AddressRefused(reason, ip)
     return addresses
 
 

@@ -34,7 +34,9 @@ from app.errors import (
     PreconditionFailed,
     ValidationFailed,
     field_error,
+    if_match_unquoted,
     invalid_field,
+    unquoted_etags,
 )
 from app.models import CalendarRow, Contract, Organization, Plan
 from app.pagination import keyset, page_of
@@ -128,6 +130,8 @@ def check_if_match(row: Plan, if_match: str | None) -> None:
         return
     current = etag(row)
     tags = [t.strip().removeprefix("W/") for t in if_match.split(",")]
+    if "*" not in tags and current not in tags and unquoted_etags(if_match):
+        raise if_match_unquoted(if_match, current, etag=current)
     if "*" not in tags and current not in tags:
         raise PreconditionFailed(
             f"The plan changed (its ETag is {current}, not {if_match}); read it again.",

@@ -20,7 +20,7 @@ from sqlmodel import col
 from app.domain import lifecycle, sla
 from app.domain.lifecycle import Action, CloseReason
 from app.domain.vocab import Metric, TicketStatus
-from app.errors import NotFound, PreconditionFailed
+from app.errors import NotFound, PreconditionFailed, if_match_unquoted, unquoted_etags
 from app.models.search import TicketSearch
 from app.models.tickets import SlaClock, Ticket, TicketEvent
 from app.pagination import keyset, page_of
@@ -52,6 +52,8 @@ def check_if_match(ticket: Ticket, if_match: str | None) -> None:
     wanted = {tag.strip() for tag in if_match.split(",")}
     if "*" in wanted or etag(ticket) in wanted:
         return
+    if unquoted_etags(if_match):
+        raise if_match_unquoted(if_match, etag(ticket), current_etag=etag(ticket))
     raise PreconditionFailed(
         f"The ticket changed (it is at version {ticket.version}, ETag {etag(ticket)}); "
         "read it again and retry.",

@@ -18,7 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.config import Settings
-from app.domain.webhooks import SECRET_BYTES, address_refusal, format_secret, parse_target
+from app.domain.webhooks import (
+    SECRET_BYTES,
+    IPAddress,
+    PlainHttpRefused,
+    address_refusal,
+    format_secret,
+    parse_target,
+)
 from app.errors import Conflict, NotFound, ValidationFailed, field_error, invalid_field
 from app.events import CATALOGUE, PING, WILDCARD, unknown_event_types
 from app.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookSubscription
@@ -48,12 +55,15 @@ async def check_url(url: str, settings: Settings, field: str = "body.url") -> st
     try:
         target = parse_target(url, allow_http=settings.webhooks_allow_http)
         httpx.URL(url)
+    except PlainHttpRefused as exc:
+        hint = "; the operator may allow plain http with SLADESK_WEBHOOKS_ALLOW_HTTP=true"
+        raise invalid_field(field, f"{exc}{hint}", "url") from None
     except (ValueError, httpx.InvalidURL) as exc:
         raise invalid_field(field, str(exc), "url") from None
     if target.ip is not None:
         reason = address_refusal(target.ip, allow_private=settings.webhooks_allow_private)
         if reason is not None:
-            raise invalid_field(field, f"webhooks may not call {reason}", "url_forbidden")
+            raise invalid_field(field, _refusal(reason, target.ip), "url_forbidden")
     elif not settings.webhooks_allow_private:
         try:
             await checked_addresses(
@@ -63,10 +73,21 @@ async def check_url(url: str, settings: Settings, field: str = "body.url") -> st
                 limit=RESOLVE_TIMEOUT_SECONDS,
             )
         except AddressRefused as exc:
-            raise invalid_field(field, f"webhooks may not call {exc}", "url_forbidden") from None
+            raise invalid_field(field, _refusal(str(exc), exc.ip), "url_forbidden") from None
         except ResolutionFailed as exc:
             raise invalid_field(field, str(exc), "url_unresolvable") from None
     return url
+
+
+def _refusal(reason: str, ip: IPAddress | None) -> str:
+    """ "webhooks may not call it: 127.0.0.1 is a loopback address", and, when the operator
+    could allow it (private ranges, not metadata or multicast), the setting that does."""
+    message = f"webhooks may not call this address: {reason}"
+    if ip is not None and address_refusal(ip, allow_private=True) is None:
+        message += (
+            "; the operator may allow private addresses with SLADESK_WEBHOOKS_ALLOW_PRIVATE=true"
+        )
+    return message
 
 
 def check_event_types(names: Sequence[str], field: str = "body.event_types") -> list[str]:

@@ -92,7 +92,7 @@ from app.events import CATALOGUE, WILDCARD
 from app.models import metadata
 from app.services.netguard import AddressRefused, guarded_pool
 from app.services.outbox import OUTBOX_CHANNEL
-from app.workers.listener import listen
+from app.workers.listener import listen, listen_url_of
 from app.workers.rounds import run_rounds
 
 logger = logging.getLogger("sladesk.webhooks")
@@ -134,10 +134,12 @@ class DispatcherConfig:
     gap_max_wait: float = 10.0
     error_backoff_max: float = 5.0
     listener_health_interval: float = 15.0
+    listen_url: str | None = field(default=None, repr=False)  # may hold a password
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> DispatcherConfig:
         base = cls(
+            listen_url=listen_url_of(settings),
             allow_private=settings.webhooks_allow_private,
             allow_http=settings.webhooks_allow_http,
             timeout=settings.webhook_timeout_seconds,
@@ -940,6 +942,7 @@ class Dispatcher:
             name=self.name,
             health_interval=self.config.listener_health_interval,
             backoff_max=self.config.error_backoff_max,
+            url=self.config.listen_url,
         )
 
 

@@ -51,7 +51,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -72,7 +72,7 @@ from app.security import actor_of
 from app.services import clocks as clock_store
 from app.services import outbox, ticket_actions, tickets
 from app.services.clocks import TIMER_CHANNEL
-from app.workers.listener import listen
+from app.workers.listener import listen, listen_url_of
 from app.workers.rounds import run_rounds
 
 logger = logging.getLogger("sladesk.timers")
@@ -90,10 +90,11 @@ class TimerConfig:
     safety_recheck: float = 30.0
     error_backoff_max: float = 5.0
     listener_health_interval: float = 15.0
+    listen_url: str | None = field(default=None, repr=False)  # may hold a password
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> TimerConfig:
-        return replace(cls(), **overrides)
+        return replace(cls(listen_url=listen_url_of(settings)), **overrides)
 
 
 @dataclass
@@ -154,6 +155,7 @@ class TimerLoop:
                 name=self.name,
                 health_interval=self.config.listener_health_interval,
                 backoff_max=self.config.error_backoff_max,
+                url=self.config.listen_url,
             ),
             name=f"sladesk-{self.name}-listen",
         )

@@ -16,6 +16,9 @@ from collections.abc import Callable
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app import dburl
+from app.config import Settings
+
 logger = logging.getLogger("sladesk.workers")
 
 
@@ -29,12 +32,16 @@ async def listen(
     name: str,
     health_interval: float = 15.0,
     backoff_max: float = 5.0,
+    url: str | None = None,
 ) -> None:
     """LISTEN on ``channel`` on a dedicated connection until ``stop``; call ``wake`` on
     every notification and every (re)connect; reconnect with backoff when it dies.
-    ``listening`` is set while the connection is up (tests wait for it)."""
-    url = engine.url.set(drivername="postgresql")
-    dsn = url.render_as_string(hide_password=False)
+    ``listening`` is set while the connection is up (tests wait for it).
+
+    The connection is made to ``url`` when given (SLADESK_LISTEN_DATABASE_URL), else to
+    the engine's database: a transaction pooler would hand LISTEN a server connection
+    that other clients' transactions then use, and notifications would be lost."""
+    dsn = dburl.dsn(url) if url is not None else dburl.dsn(engine.url)
     backoff = 0.1
     while not stop.is_set():
         conn: asyncpg.Connection | None = None
@@ -65,6 +72,23 @@ async def listen(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=backoff)
         backoff = min(backoff * 2, backoff_max)
+
+
+def listen_url_of(settings: Settings) -> str | None:
+    """The URL the LISTEN connections use, if not the engine's own."""
+    chosen = settings.listen_database_url
+    return chosen.get_secret_value() if chosen is not None else None
+
+
+def check_listen_url(settings: Settings) -> None:
+    """Behind a transaction pooler, LISTEN needs a direct connection: refuse to run the
+    workers without one rather than lose every wake-up silently."""
+    if settings.db_transaction_pooling and settings.listen_database_url is None:
+        raise ValueError(
+            "SLADESK_DB_TRANSACTION_POOLING is on: set SLADESK_LISTEN_DATABASE_URL to a direct "
+            "PostgreSQL URL for the workers' LISTEN connections (or run the workers with a "
+            "direct SLADESK_DATABASE_URL)"
+        )
 
 
 def _setter(event: asyncio.Event) -> Callable[[object], None]:

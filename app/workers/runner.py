@@ -13,24 +13,30 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.config import Settings
 from app.workers.dispatcher import run_dispatcher
 from app.workers.escalation import run_timers
+from app.workers.listener import check_listen_url
+from app.workers.retention import run_retention
 
 logger = logging.getLogger("sladesk.workers")
 
 Loop = Callable[[AsyncEngine, Settings, asyncio.Event], Coroutine[Any, Any, None]]
 
 # Issues that add loops register them here: each runs until the stop event is set.
-LOOPS: list[tuple[str, Loop]] = [("timers", run_timers), ("webhooks", run_dispatcher)]
+LOOPS: list[tuple[str, Loop]] = [
+    ("timers", run_timers),
+    ("webhooks", run_dispatcher),
+    ("retention", run_retention),
+]
 
 
 @contextlib.asynccontextmanager
 async def running_workers(engine: AsyncEngine, settings: Settings) -> AsyncIterator[None]:
+    check_listen_url(settings)
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = [
         asyncio.create_task(loop(engine, settings, stop), name=f"sladesk-{name}")
         for name, loop in LOOPS
     ]
-    for name, _ in LOOPS:
-        logger.info("worker started", extra={"worker": name})
+    logger.info("workers started: %s", ", ".join(name for name, _ in LOOPS))
     try:
         yield
     finally:

@@ -1,5 +1,7 @@
 """Alembic environment. Called by app.migrate with a live connection, or by the alembic CLI
-(`alembic -c alembic.ini upgrade head` with SLADESK_DATABASE_URL set)."""
+(`alembic upgrade head` from the repository's root, with SLADESK_DATABASE_URL set).
+
+This directory has no __init__.py on purpose: it must not shadow the alembic library."""
 
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlmodel.sql.sqltypes import AutoString
 
-from app.db import async_url
 from app.models import metadata
 
 target_metadata = metadata
@@ -38,9 +39,11 @@ def run_with(connection: Connection) -> None:
 
 
 async def run_online_async(url: str) -> None:
-    from sqlalchemy.ext.asyncio import create_async_engine
+    from app.config import Settings
+    from app.db import make_engine
 
-    engine = create_async_engine(async_url(url))
+    # The URL rules of the service itself (sslmode, sockets …: app.dburl).
+    engine = make_engine(url, Settings(database_url=url), pooled=False)
     async with engine.begin() as conn:
         await conn.run_sync(run_with)
     await engine.dispose()
