@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("worker", help="run only the background loops (needs a database URL)")
     commands.add_parser("migrate", help="apply the database migrations and exit")
     create_key = commands.add_parser("create-key", help="create an API key (e.g. a lost admin key)")
-    create_key.add_argument("--role", choices=["admin", "agent"], default="admin")
+    create_key.add_argument("--role", choices=["admin", "agent", "mail"], default="admin")
     create_key.add_argument("--name", default="created from the command line")
     load = commands.add_parser(
         "load", help="create or update calendars, plans and demo customers from TOML files"

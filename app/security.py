@@ -3,8 +3,9 @@
 ``Authorization: Bearer <key>``. Keys are random, stored as SHA-256 (they carry 256 bits of
 entropy, so a slow hash adds nothing), shown once. Roles: ``admin`` (everything),
 ``agent`` (the support desk's staff), ``customer`` (bound to one organization, optionally
-one contact). A customer key sees only its own organization: another organization's
-resource is a 404, so existence does not leak.
+one contact), ``mail`` (a cloud relay: it may only deliver raw messages to
+``POST /v1/mail/inbound``; every other endpoint refuses it). A customer key sees only its
+own organization: another organization's resource is a 404, so existence does not leak.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Role(StrEnum):
     ADMIN = "admin"
     AGENT = "agent"
     CUSTOMER = "customer"
+    MAIL = "mail"
 
 
 STAFF = (Role.ADMIN, Role.AGENT)
@@ -90,11 +92,12 @@ class Principal:
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer sld_…`")
 
 
-async def current_principal(
+async def _authenticated(
     request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    """The key's principal, whatever its role."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("Send an API key as 'Authorization: Bearer <key>'.")
     row = (
@@ -120,6 +123,24 @@ async def current_principal(
     return principal
 
 
+async def current_principal(
+    principal: Annotated[Principal, Depends(_authenticated)],
+) -> Principal:
+    """The caller of every endpoint but the mail intake: a mail key may do nothing else."""
+    if principal.role is Role.MAIL:
+        raise Forbidden("A mail key may only deliver messages to POST /v1/mail/inbound.")
+    return principal
+
+
+async def mail_principal(
+    principal: Annotated[Principal, Depends(_authenticated)],
+) -> Principal:
+    """The caller of the mail intake: a mail key (a cloud relay) or an admin."""
+    if principal.role not in (Role.MAIL, Role.ADMIN):
+        raise Forbidden(f"This needs a key with role mail or admin; yours is {principal.role}.")
+    return principal
+
+
 def require(*roles: Role):  # type: ignore[no-untyped-def]
     """A dependency that admits only the given roles (403 for the others)."""
     allowed = frozenset(roles)
@@ -138,3 +159,4 @@ def require(*roles: Role):  # type: ignore[no-untyped-def]
 AnyKey = Annotated[Principal, Depends(current_principal)]
 StaffKey = Annotated[Principal, Depends(require(Role.ADMIN, Role.AGENT))]
 AdminKey = Annotated[Principal, Depends(require(Role.ADMIN))]
+MailKey = Annotated[Principal, Depends(mail_principal)]
