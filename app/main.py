@@ -29,6 +29,7 @@ from app.routers import (
     contracts,
     entitlement,
     health,
+    mail,
     organizations,
     plans,
     reports,
@@ -106,12 +107,18 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         webhooks.router,
         reports.router,
         statements.router,
+        mail.router,
+        mail.ticket_router,
     ):
         app.include_router(router)
     webhooks.document_webhooks(app)
 
     # Outermost last: the request id and metrics see everything, the limit sits inside.
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=settings.max_body_bytes,
+        limits={mail.INBOUND_PATH: settings.mail_max_message_bytes},
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

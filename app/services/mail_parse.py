@@ -103,7 +103,7 @@ def _parts(message: Message) -> Iterator[tuple[int, Message]]:
     def walk(part: Message) -> Iterator[tuple[int, Message]]:
         nonlocal counter
         if part.is_multipart() and part.get_content_maintype() != "message":
-            for sub in part.get_payload():  # type: ignore[union-attr]
+            for sub in part.get_payload():
                 if isinstance(sub, Message):
                     yield from walk(sub)
             return
@@ -118,7 +118,7 @@ def _dsn(message: Message) -> Dsn | None:
     """A delivery status notification's first recipient and the Message-ID it is about."""
     if message.get_content_type() != "multipart/report":
         return None
-    if (message.get_param("report-type") or "").lower() != "delivery-status":  # type: ignore[union-attr]
+    if str(message.get_param("report-type") or "").lower() != "delivery-status":
         return None
     status_text = ""
     original: str | None = None
@@ -127,7 +127,9 @@ def _dsn(message: Message) -> Dsn | None:
         if kind == "message/delivery-status":
             payload = part.get_payload()
             if isinstance(payload, list):
-                status_text = "\n\n".join(m.as_string() for m in payload)
+                status_text = "\n\n".join(
+                    m.as_string() if isinstance(m, Message) else str(m) for m in payload
+                )
             else:
                 status_text = _content(part)
         elif kind in ("message/rfc822", "message/global"):

@@ -53,6 +53,7 @@ _STORED = (
     "billing",
     "targets",
     "active",
+    "email_defaults",
 )
 
 

@@ -13,13 +13,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.config import Settings
 from app.workers.dispatcher import run_dispatcher
 from app.workers.escalation import run_timers
+from app.workers.mail_listener import run_mail_listener
+from app.workers.mail_sender import run_mail_sender
 
 logger = logging.getLogger("sladesk.workers")
 
 Loop = Callable[[AsyncEngine, Settings, asyncio.Event], Coroutine[Any, Any, None]]
 
 # Issues that add loops register them here: each runs until the stop event is set.
-LOOPS: list[tuple[str, Loop]] = [("timers", run_timers), ("webhooks", run_dispatcher)]
+LOOPS: list[tuple[str, Loop]] = [
+    ("timers", run_timers),
+    ("webhooks", run_dispatcher),
+    ("mail", run_mail_sender),
+    ("mail-listener", run_mail_listener),
+]
 
 
 @contextlib.asynccontextmanager

@@ -62,7 +62,9 @@ def _without_comments(text: str) -> str:
 
 
 def _split(text: str, separator: str) -> list[str]:
-    parts, current, quoted = [], [], False
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
     for char in text:
         if char == '"':
             quoted = not quoted
@@ -91,9 +93,7 @@ def parse(value: str) -> tuple[str, list[AuthResult]]:
             key, sep, val = word.partition("=")
             if sep and "." in key:
                 properties[key.lower()] = val.strip('"').lower()
-        results.append(
-            AuthResult(method.lower().split("/")[0], result.lower(), properties)
-        )
+        results.append(AuthResult(method.lower().split("/")[0], result.lower(), properties))
     return authserv_id, results
 
 

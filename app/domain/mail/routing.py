@@ -202,8 +202,7 @@ def route(
         if known.role is ContactRole.END_USER:
             return Reject(
                 Reason.END_USER,
-                f"{sender} is an end user of the organization: the customer supports its "
-                "end users",
+                f"{sender} is an end user of the organization: the customer supports its end users",
                 organization_id=known.organization_id,
                 contact_id=known.contact_id,
             )
@@ -241,6 +240,7 @@ def email_defaults(
     """Severity and category of a ticket made from an e-mail: the organization's
     override, else its plan's default, else medium / other (agents correct them with
     the ``change`` action)."""
+
     def pick(key: str) -> str | None:
         for source in (organization, plan):
             if source and source.get(key):
