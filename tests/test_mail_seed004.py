@@ -140,7 +140,9 @@ async def test_seed_004_by_email(
             await act(admin, ticket["id"], "request_info", body="¿Puede enviar el log?")
             await relay.wait_for(3)
             for n in range(3):
-                await act(admin, ticket["id"], "contact_attempt", channel="phone", body=f"Llamada {n + 1}")
+                await act(
+                    admin, ticket["id"], "contact_attempt", channel="phone", body=f"Llamada {n + 1}"
+                )
             delivered = await relay.wait_for(6)
             attempts = [d for d in delivered if "Intento" in d["Subject"]]
             assert len(attempts) == 3

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.config import Settings
-from app.domain.mail import loops, threading
+from app.domain.mail import authresults, loops, threading
 from app.domain.mail.notices import AUTO_SUBMITTED, Notice, notice_for
 from app.domain.mail.routing import Reason
 from app.domain.vocab import DEFAULT_LOCALE
@@ -65,6 +65,7 @@ class OutboundPolicy:
     templates_dir: Path | None
     relay: bool
     max_attachment_bytes: int
+    trusted_authserv_id: str | None = None
 
     @property
     def domain(self) -> str:
@@ -84,6 +85,7 @@ class OutboundPolicy:
             templates_dir=settings.mail_templates_dir,
             relay=settings.smtp_url is not None,
             max_attachment_bytes=settings.mail_max_attachment_bytes,
+            trusted_authserv_id=settings.mail_trusted_authserv_id,
         )
 
 
@@ -296,11 +298,17 @@ async def _answer(
             col(OutboundMail.created_at) > now - ANSWER_WINDOW,
         )
     )
+    authenticated = None
+    if policy.trusted_authserv_id:
+        authenticated = authresults.verdict(
+            facts.authentication_results, policy.trusted_authserv_id, facts.from_domain
+        ).passed
     why = loops.why_not_answer(
         facts,
         own_addresses=policy.own_addresses,
         answers_last_hour=int(answered or 0),
         limit=policy.answers_per_hour,
+        authenticated=authenticated,
     )
     variables: dict[str, Any] = {
         "contact_name": contact.name if contact else (inbound.from_name or ""),

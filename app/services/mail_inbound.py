@@ -104,6 +104,9 @@ def _truncate(text: str, limit: int) -> str:
 
 
 def megabytes(size: int) -> str:
+    """A size as people read it: ``8 KB``, ``10.0 MB``."""
+    if size < 1_048_576:
+        return f"{max(size // 1024, 1)} KB"
     return f"{size / 1_048_576:.1f} MB"
 
 

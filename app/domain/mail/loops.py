@@ -5,7 +5,8 @@ no answer to anything that declares itself automatic (``Auto-Submitted`` other t
 ``no``, RFC 3834; ``X-Autoreply``/``X-Autorespond``), bulk or list mail (``Precedence:
 bulk|junk|list``, ``List-Id``), notifications (the null sender, ``mailer-daemon`` and
 ``postmaster``), our own addresses, senders who asked not to be (``X-Auto-Response-
-Suppress``), and no more than ``limit`` answers per sender per hour.
+Suppress``), a From that failed authentication (the answer would go to whoever was
+impersonated: backscatter), and no more than ``limit`` answers per sender per hour.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class NoAnswer(StrEnum):
     BULK = "bulk"
     MAILING_LIST = "mailing_list"
     SUPPRESS_REQUESTED = "suppress_requested"
+    UNAUTHENTICATED = "unauthenticated"
     RATE_LIMITED = "rate_limited"
 
 
@@ -67,8 +69,10 @@ def why_not_answer(
     own_addresses: Collection[str],
     answers_last_hour: int,
     limit: int,
+    authenticated: bool | None = None,
 ) -> NoAnswer | None:
-    """None when an automatic answer to this message's sender is safe to send."""
+    """None when an automatic answer to this message's sender is safe to send
+    (``authenticated``: the trusted MTA's verdict on the From, None when not checked)."""
     address = facts.from_address
     if address is None:
         return NoAnswer.NO_ADDRESS
@@ -84,6 +88,8 @@ def why_not_answer(
         return NoAnswer.MAILING_LIST
     if facts.suppress_auto_response:
         return NoAnswer.SUPPRESS_REQUESTED
+    if authenticated is False:
+        return NoAnswer.UNAUTHENTICATED
     if answers_last_hour >= limit:
         return NoAnswer.RATE_LIMITED
     return None

@@ -4,8 +4,11 @@ The service looks up what the message refers to and who sent it, and asks :func:
 In order:
 
 1. No sender address: ``invalid``. From one of our own addresses: ``loop``.
-2. With a trusted authserv-id set, a From that does not authenticate: ``unauthenticated``
-   (seed 004: an authorized contact's address must not be forgeable into billable tickets).
+2. With a trusted authserv-id set, a From we recognise (a contact's address, an address
+   of an organization's ``email_domains``, a message threaded to a ticket) that does not
+   authenticate: ``unauthenticated`` (seed 004: an authorized contact's address must not
+   be forgeable into billable tickets). A sender we do not know is ``unknown_sender``
+   whatever its authentication (and is not answered when it fails, see ``loops``).
 3. Automatic mail: ``auto_reply`` or ``bounce``. Too large: ``too_large``.
 4. A message threaded to a ticket (In-Reply-To/References of one of the ticket's
    messages, else the token in the subject) from someone of the ticket's organization (an
@@ -156,7 +159,8 @@ def route(
         return Reject(Reason.INVALID, "the message has no From address")
     if own_address:
         return Reject(Reason.LOOP, f"{sender} is one of our own addresses")
-    if auth is not None and not auth.passed:
+    recognised = bool(contacts) or bool(domain_organizations) or thread is not None
+    if auth is not None and not auth.passed and recognised:
         return Reject(Reason.UNAUTHENTICATED, auth.reason)
     known = _only_organization(contacts)
     context = {
