@@ -46,13 +46,13 @@ class Delivered:
     def text(self) -> str:
         body = self.message.get_body(preferencelist=("plain",))
         assert body is not None
-        return str(body.get_content())
+        return str(body.get_content()).replace("\r\n", "\n")
 
     @property
     def html(self) -> str:
         body = self.message.get_body(preferencelist=("html",))
         assert body is not None
-        return str(body.get_content())
+        return str(body.get_content()).replace("\r\n", "\n")
 
     def __getitem__(self, header: str) -> str:
         return str(self.message[header])

@@ -14,7 +14,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email import policy as email_policy
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, parseaddr
@@ -261,7 +261,8 @@ async def compose(
         status=status,
         reason=draft.suppressed,
         next_attempt_at=now if status == "pending" else None,
-        created_at=now,
+        # Its own instant, not the round's: the messages of one round keep their order.
+        created_at=max(now, datetime.now(UTC)),
         updated_at=now,
     )
     session.add(row)

@@ -164,6 +164,8 @@ async def resend(
         raise NotFound("No sent message with that id.")
     row.status = "pending" if relay else "held"
     row.reason = None
+    # A send in flight no longer decides what becomes of it (it only logs its attempt).
+    row.locked_until = row.lease_token = None
     row.next_attempt_at = now if relay else None
     row.resend_requested_at = now
     row.updated_at = now

@@ -273,7 +273,7 @@ class MailSender:
                     await session.execute(
                         select(OutboundMail)
                         .where(self._due(now))
-                        .order_by(col(OutboundMail.next_attempt_at))
+                        .order_by(col(OutboundMail.next_attempt_at), col(OutboundMail.created_at))
                         .limit(limit)
                         .with_for_update(skip_locked=True)
                     )
