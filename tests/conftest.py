@@ -83,6 +83,8 @@ def settings(database_url: str) -> Settings:
         webhooks_allow_http=True,
         db_pool_size=5,
         db_max_overflow=5,
+        # Tests start their own SMTP listeners, on ephemeral ports.
+        mail_listen="",
     )
 
 
