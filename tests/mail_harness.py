@@ -226,3 +226,29 @@ async def until(check: Callable[[], Any], timeout: float = 20.0, every: float = 
             if value:
                 return value
             await asyncio.sleep(every)
+
+
+def raw_mail() -> Any:
+    """A Hypothesis strategy of raw messages for the fuzz test: well-formed ones from all
+    kinds of senders (with odd header values), and arbitrary bytes."""
+    from hypothesis import strategies as st
+
+    senders = st.sampled_from(
+        ["a@example.com", "Ana <ana@x.example>", "", "no address", "MAILER-DAEMON@mx.example", DESK]
+    )
+    headers = st.dictionaries(
+        st.sampled_from(
+            ["Subject", "In-Reply-To", "References", "Auto-Submitted", "Precedence", "List-Id",
+             "Content-Type", "Authentication-Results", "Message-ID"]
+        ),
+        st.text(max_size=60).map(lambda v: v.replace("\r", " ").replace("\n", " ")),
+        max_size=4,
+    )  # fmt: skip
+
+    def build(sender: str, fields: dict[str, str], body: str) -> bytes:
+        head = "".join(f"{name}: {value}\r\n" for name, value in fields.items())
+        return f"From: {sender}\r\n{head}\r\n{body}".encode("utf-8", "surrogateescape")
+
+    return st.one_of(
+        st.builds(build, senders, headers, st.text(max_size=300)), st.binary(max_size=600)
+    )
