@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import secrets
 import signal
 import smtplib
@@ -59,7 +60,8 @@ class Relay:
         for line in head.split("\r\n"):
             name, _, value = line.partition(":")
             fields[name.strip().lower()] = value.strip()
-        self.arrivals.append((arrived, fields.get("x-sladesk-ticket", ""), fields.get("message-id", "")))
+        ticket, message_id = fields.get("x-sladesk-ticket", ""), fields.get("message-id", "")
+        self.arrivals.append((arrived, ticket, message_id))
         return "250 OK"
 
     async def start(self) -> asyncio.Server:
@@ -202,8 +204,6 @@ async def main(n: int, connections: int, acks: int) -> None:
         relay_server = await relay.start()
         mail_port = free_port()
         admin_key = "sk_bench_" + secrets.token_urlsafe(24)
-        import os
-
         os.environ.update(
             {
                 "SLADESK_MAIL_LISTEN": f"127.0.0.1:{mail_port}",

@@ -104,9 +104,9 @@ class Relay:
     def to(self, address: str) -> list[Delivered]:
         return [d for d in self.received if address in d.rcpt_tos]
 
-    async def wait_for(self, count: int, timeout: float = 20.0) -> list[Delivered]:
+    async def wait_for(self, count: int, within: float = 20.0) -> list[Delivered]:
         """Wait until at least ``count`` messages arrived (no sleeping on a guess)."""
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             while len(self.received) < count:
                 self.changed.clear()
                 await self.changed.wait()
@@ -216,9 +216,9 @@ async def sending(
         await asyncio.wait_for(task, 10)
 
 
-async def until(check: Callable[[], Any], timeout: float = 20.0, every: float = 0.05) -> Any:
+async def until(check: Callable[[], Any], within: float = 20.0, every: float = 0.05) -> Any:
     """Poll a condition (an async or plain callable) until it is truthy."""
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(within):
         while True:
             value = check()
             if asyncio.iscoroutine(value):

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
+from app.events import CATALOGUE
 from app.main import create_app
 from app.security import Role
 from tests.conftest import client_for, make_key
@@ -89,6 +90,11 @@ async def test_end_users_are_refused_with_the_seed_002_answer_and_listed(
         assert answer["Auto-Submitted"] == "auto-replied"
         assert answer["In-Reply-To"] in {r.message_id for r in stored}
     assert {a.rcpt_tos[0] for a in answers} == {"reader@elsewhere.example", "new@pub.example"}
+    # Each rejection is a ``mail.rejected`` event shaped as the catalogue says.
+    events = await rows(db, "SELECT data FROM outbox_events WHERE type = 'mail.rejected'")
+    assert len(events) == 2
+    example = CATALOGUE["mail.rejected"].example
+    assert all(set(e.data["mail"]) == set(example["mail"]) for e in events)
 
 
 async def test_unknown_and_forged_senders_are_rejected_with_their_reason(

@@ -59,6 +59,8 @@ async def test_what_is_sent_for_which_event(
     config = mail_settings(settings, smtp_url=relay.url)
     async with sending(db, config):
         await act(admin, t, "assign", agent_id=agent["id"])
+        # A reassignment is no news to the customer: one acknowledgment.
+        await act(admin, t, "assign", agent_id=(await create_agent(admin))["id"])
         await act(admin, t, "note", body="Internal: the customer is grumpy.")
         await act(admin, t, "reply", body="We are looking at it.\nSecond line.")
         # The reply was charged a follow-up: the next one passes an estimate just above.

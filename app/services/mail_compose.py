@@ -95,6 +95,7 @@ class ComposeRound:
     composed: int = 0
     blocked: bool = False
     more: bool = False
+    skipped: bool = False  # events being marked by the webhook fan-out: look again soon
 
 
 # Every variable a template may use, so that a template reading one it does not need
@@ -160,7 +161,9 @@ async def compose_pending(
                 .where(col(OutboxEvent.mailed_at).is_(None))
                 .order_by(col(OutboxEvent.seq))
                 .limit(batch)
-                .with_for_update()
+                # Rows the webhook fan-out is marking right now are left for the next
+                # round (never waited for: no deadlock with it).
+                .with_for_update(skip_locked=True)
             )
         ).scalars()
     )
@@ -179,6 +182,17 @@ async def compose_pending(
         event.mailed_at = now
         result.handled += 1
     result.more = len(events) == batch
+    if not result.more:
+        result.skipped = bool(
+            await session.scalar(
+                select(func.count())
+                .select_from(OutboxEvent)
+                .where(
+                    col(OutboxEvent.mailed_at).is_(None),
+                    col(OutboxEvent.id).not_in([e.id for e in events] or [uuid.uuid4()]),
+                )
+            )
+        )
     await session.flush()
     if result.composed:
         await notify(session)
@@ -354,6 +368,8 @@ async def _ticket_notice(
     ticket = await session.get(Ticket, event.ticket_id)
     if ticket is None:
         return None
+    if notice is Notice.ACKNOWLEDGED and await _acknowledged_before(session, ticket.id):
+        return None  # a reassignment is no news to the customer
     contact = await session.get(Contact, ticket.contact_id)
     organization = await session.get(Organization, ticket.organization_id)
     if contact is None or organization is None:
@@ -420,6 +436,18 @@ async def _ticket_notice(
         organization_id=ticket.organization_id,
         contact_id=contact.id,
     )
+
+
+async def _acknowledged_before(session: AsyncSession, ticket_id: uuid.UUID) -> bool:
+    found = await session.scalar(
+        select(func.count())
+        .select_from(OutboundMail)
+        .where(
+            col(OutboundMail.ticket_id) == ticket_id,
+            col(OutboundMail.kind) == Notice.ACKNOWLEDGED.value,
+        )
+    )
+    return bool(found)
 
 
 def _due_lines(

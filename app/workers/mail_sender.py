@@ -224,6 +224,8 @@ class MailSender:
         delay = self.config.safety_recheck
         if composed.blocked:
             delay = min(delay, 0.2)  # another composer is at it; look again soon
+        if composed.skipped:
+            delay = min(delay, 0.05)
         if self.config.relay is not None and len(self._tasks) < self.config.max_in_flight:
             due = await self._next_due()
             if due is not None:
