@@ -46,7 +46,13 @@ def test_relay_urls() -> None:
     implicit = Relay.parse("smtps://desk%40example.com:p%40ss@smtp.example.com")
     assert (implicit.host, implicit.port, implicit.implicit_tls) == ("smtp.example.com", 465, True)
     assert (implicit.username, implicit.password) == ("desk@example.com", "p@ss")
-    assert "p@ss" not in repr(implicit)
-    starttls = Relay.parse("smtp://relay.example:2525")
-    assert (starttls.port, starttls.implicit_tls, starttls.username) == (2525, False, None)
+    assert "p@ss" not in repr(implicit) and implicit.start_tls is False
+    opportunistic = Relay.parse("smtp://relay.example:2525")
+    assert (opportunistic.port, opportunistic.username, opportunistic.start_tls) == (
+        2525,
+        None,
+        None,
+    )
+    # With a login, STARTTLS is required: the password never goes in clear.
+    assert Relay.parse("smtp://u:p@relay.example").start_tls is True
     assert Relay.parse("smtp://relay.example").port == 587

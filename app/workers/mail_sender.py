@@ -83,6 +83,14 @@ class Relay:
             implicit_tls=implicit,
         )
 
+    @property
+    def start_tls(self) -> bool | None:
+        """smtp://: STARTTLS when the relay offers it; required when we log in (a password
+        never crosses the network in clear). smtps:// is TLS from the first byte."""
+        if self.implicit_tls:
+            return False
+        return True if self.username else None
+
     def __repr__(self) -> str:  # never the password
         return (
             f"Relay({self.host}:{self.port}, tls={'implicit' if self.implicit_tls else 'starttls'})"
@@ -357,7 +365,7 @@ class MailSender:
                 username=relay.username,
                 password=relay.password,
                 use_tls=relay.implicit_tls,
-                start_tls=None if not relay.implicit_tls else False,
+                start_tls=relay.start_tls,
                 timeout=self.config.timeout,
                 tls_context=self.config.tls_context,
             )
