@@ -142,6 +142,7 @@ async def test_unknown_and_forged_senders_are_rejected_with_their_reason(
     ]
     listed = {m["subject"]: m for m in await _rejected(admin)}
     assert listed["Hello"]["reason"] == "unknown_sender"
+    assert listed["Hello"]["excerpt"] == "Anyone?" and "text" not in listed["Hello"]
     assert listed["Urgent: restore the database"]["reason"] == "unauthenticated"
     assert "dmarc=fail" in listed["Urgent: restore the database"]["detail"]
     assert "no Authentication-Results from mx.desk.example" in listed["Also urgent"]["detail"]

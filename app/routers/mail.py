@@ -21,6 +21,7 @@ from app.schemas.mail import (
     AcceptBody,
     InboundRead,
     InboundResult,
+    InboundSummary,
     MessageRead,
     OutboundRead,
     OutboundStatus,
@@ -121,7 +122,7 @@ async def deliver(request: Request, session: SessionDep, principal: MailKey) -> 
     )
 
 
-@router.get("/rejected", response_model=Page[InboundRead])
+@router.get("/rejected", response_model=Page[InboundSummary])
 async def list_rejected(
     session: SessionDep,
     principal: StaffKey,
@@ -131,7 +132,7 @@ async def list_rejected(
     ),
     cursor: CursorQuery = None,
     limit: LimitQuery = 50,
-) -> Page[InboundRead]:
+) -> Page[InboundSummary]:
     """Received messages that are no ticket and no reply, newest first, with the reason
     (`unknown_sender`, `end_user`, `ambiguous_sender`, `not_entitled` and its
     `entitlement_reasons`, `auto_reply`, `bounce`, `too_large`, `unauthenticated`, `loop`,

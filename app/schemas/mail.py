@@ -56,6 +56,28 @@ class InboundResult(ReadModel):
     duplicate: bool = Field(description="the Message-ID was delivered before: nothing new")
 
 
+class InboundSummary(ReadModel):
+    """A received message in a list: its text is in `GET /v1/mail/inbound/{id}`."""
+
+    id: uuid.UUID
+    message_id: str
+    received_at: datetime
+    source: Literal["smtp", "lmtp", "http"]
+    from_address: str | None
+    from_name: str | None
+    subject: str
+    size: int
+    status: InboundStatus
+    reason: Reason | None
+    detail: str | None
+    entitlement_reasons: list[str]
+    organization_id: uuid.UUID | None
+    contact_id: uuid.UUID | None
+    ticket_id: uuid.UUID | None
+    excerpt: str = Field(description="the start of the newest reply (500 characters)")
+    attachments: list[AttachmentRead]
+
+
 class InboundRead(ReadModel):
     id: uuid.UUID
     message_id: str

@@ -21,6 +21,7 @@ from app.schemas.mail import (
     AttachmentRead,
     AttemptRead,
     InboundRead,
+    InboundSummary,
     MessageRead,
     OutboundRead,
 )
@@ -50,6 +51,16 @@ async def _attachments(
     return found
 
 
+EXCERPT = 500
+
+
+def _inbound_summary(row: InboundMail, attachments: list[AttachmentRead]) -> InboundSummary:
+    fields = set(InboundSummary.model_fields) - {"attachments", "excerpt"}
+    data = {name: getattr(row, name) for name in fields}
+    excerpt = (row.reply_text or row.text)[:EXCERPT]
+    return InboundSummary.model_validate({**data, "excerpt": excerpt, "attachments": attachments})
+
+
 def _inbound_read(row: InboundMail, attachments: list[AttachmentRead]) -> InboundRead:
     data = {name: getattr(row, name) for name in InboundRead.model_fields if name != "attachments"}
     return InboundRead.model_validate({**data, "attachments": attachments})
@@ -65,7 +76,7 @@ async def list_rejected(
     organization_id: uuid.UUID | None,
     cursor: str | None,
     limit: int,
-) -> tuple[list[InboundRead], str | None]:
+) -> tuple[list[InboundSummary], str | None]:
     """Rejected messages, newest first."""
     stmt = select(InboundMail).where(col(InboundMail.status) == "rejected")
     if reason is not None:
@@ -78,7 +89,7 @@ async def list_rejected(
     rows = (await session.execute(stmt)).scalars().all()
     items, next_cursor = page_of(rows, limit, lambda r: (r.received_at, r.id))
     files = await _attachments(session, [r.id for r in items])
-    return [_inbound_read(r, files.get(r.id, [])) for r in items], next_cursor
+    return [_inbound_summary(r, files.get(r.id, [])) for r in items], next_cursor
 
 
 async def get_inbound(session: AsyncSession, mail_id: uuid.UUID) -> InboundMail:

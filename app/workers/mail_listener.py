@@ -104,6 +104,10 @@ class MailListener:
         self._server: asyncio.Server | None = None
 
     async def start(self) -> tuple[str, int]:
+        # aiosmtpd narrates every SMTP command at INFO; our own line per message says enough.
+        chatty = logging.getLogger("mail.log")
+        if chatty.level < logging.WARNING:
+            chatty.setLevel(logging.WARNING)
         loop = asyncio.get_running_loop()
         kind = LMTP if self.protocol == "lmtp" else SMTP
 
