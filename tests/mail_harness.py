@@ -23,7 +23,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
-from app.services.mail_compose import OutboundPolicy
+from app.services.mail_policy import OutboundPolicy
 from app.workers.mail_listener import MailListener
 from app.workers.mail_sender import MailSender, SenderConfig
 

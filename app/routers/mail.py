@@ -27,7 +27,8 @@ from app.schemas.mail import (
     OutboundStatus,
 )
 from app.security import AnyKey, MailKey, StaffKey
-from app.services import mail_inbound, mail_messages
+from app.services import mail_accept, mail_inbound, mail_messages
+from app.services.mail_policy import InboundPolicy
 
 router = APIRouter(prefix="/v1/mail", tags=["mail"])
 ticket_router = APIRouter(prefix="/v1/tickets", tags=["mail"])
@@ -104,7 +105,7 @@ async def deliver(request: Request, session: SessionDep, principal: MailKey) -> 
     received = await mail_inbound.receive(
         session,
         mail_inbound.Delivery(raw=raw, source="http", received_at=now, key_id=principal.key_id),
-        mail_inbound.InboundPolicy.from_settings(settings),
+        InboundPolicy.from_settings(settings),
         now=now,
     )
     row = received.row
@@ -155,7 +156,7 @@ async def accept(
     """Staff turn a rejected message into a ticket (`received_at` = its arrival; when
     entitlement refuses the requester, `override_reason` is the ticket's, as on
     `POST /v1/tickets`)."""
-    row = await mail_inbound.accept(session, principal, mail_id, data, now=_now())
+    row = await mail_accept.accept(session, principal, mail_id, data, now=_now())
     return await mail_messages.read_inbound(session, row)
 
 

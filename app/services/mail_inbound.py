@@ -11,7 +11,7 @@ ticket or reply stays as ``rejected`` with its reason and a ``mail.rejected`` ev
 (which answers the sender when that is safe, see app.services.mail_compose); an error
 while routing rolls the savepoint back and keeps the message as ``rejected`` /
 ``failed``: nothing received is ever lost. Staff turn a rejected message into a ticket
-with :func:`accept`.
+(app.services.mail_accept).
 """
 
 from __future__ import annotations
@@ -20,37 +20,41 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from email.utils import parseaddr
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.config import Settings
 from app.domain.lifecycle import Action
 from app.domain.mail import authresults, loops, routing, threading
 from app.domain.mail.facts import MessageFacts
-from app.domain.mail.routing import NewTicket, Reason, Reject, Reply, SenderContact, ThreadTarget
-from app.domain.vocab import Category, Channel, ContactRole, Severity, TicketStatus
-from app.errors import AppError, Conflict, EntitlementDenied, NotFound, invalid_field
+from app.domain.mail.routing import NewTicket, Reason, Reject, Reply
+from app.domain.vocab import Category, Channel, Severity
+from app.errors import AppError, EntitlementDenied
 from app.models import (
-    Contact,
     InboundMail,
     MailAttachment,
     Organization,
-    OutboundMail,
     Plan,
-    Ticket,
     TicketEvent,
 )
-from app.schemas.mail import AcceptBody
 from app.schemas.tickets import EmptyBody, MessageBody, TicketCreate
 from app.security import Principal, Role
 from app.services import clocks as clock_store
-from app.services import entitlement, intake, mail_parse, outbox, ticket_actions, tickets
+from app.services import (
+    entitlement,
+    intake,
+    mail_bounces,
+    mail_lookup,
+    mail_parse,
+    outbox,
+    ticket_actions,
+    tickets,
+)
 from app.services.mail_parse import ParsedMail, clean_text
+from app.services.mail_policy import InboundPolicy
 
 logger = logging.getLogger("sladesk.mail")
 
@@ -60,25 +64,6 @@ NO_SUBJECT = "(no subject)"
 NO_TEXT = "(no text; see the attached files)"
 # The actor of what arrives by SMTP (no API key): like the loader's, a fixed id.
 NO_KEY = uuid.UUID(int=0)
-
-
-@dataclass(frozen=True)
-class InboundPolicy:
-    """The settings the pipeline reads."""
-
-    own_addresses: frozenset[str]
-    trusted_authserv_id: str | None
-    max_attachment_bytes: int
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> InboundPolicy:
-        own = {a.lower() for a in settings.mail_addresses}
-        own.add(parseaddr(settings.mail_from)[1].lower())
-        return cls(
-            own_addresses=frozenset(own),
-            trusted_authserv_id=settings.mail_trusted_authserv_id,
-            max_attachment_bytes=settings.mail_max_attachment_bytes,
-        )
 
 
 @dataclass(frozen=True)
@@ -99,7 +84,7 @@ class Received:
     duplicate: bool
 
 
-def _truncate(text: str, limit: int) -> str:
+def truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
@@ -226,7 +211,7 @@ async def _route_in_savepoint(
 ) -> None:
     facts = parsed.facts
     sender = facts.from_address
-    own = sender in policy.own_addresses or await _is_ours(session, row.message_id)
+    own = sender in policy.own_addresses or await mail_lookup.is_ours(session, row.message_id)
     auth = None
     if policy.trusted_authserv_id:
         auth = authresults.verdict(
@@ -240,10 +225,12 @@ async def _route_in_savepoint(
                 f"more than the limit of {megabytes(policy.max_attachment_bytes)}"
             )
             break
-    contacts = await _sender_contacts(session, sender) if sender else []
+    contacts = await mail_lookup.sender_contacts(session, sender) if sender else []
     domain = facts.from_domain
-    domain_orgs = await _domain_organizations(session, domain) if domain and not contacts else []
-    thread = await _thread(session, facts)
+    domain_orgs = (
+        await mail_lookup.domain_organizations(session, domain) if domain and not contacts else []
+    )
+    thread = await mail_lookup.thread_of(session, facts)
     decision = routing.route(
         sender=sender,
         own_address=own,
@@ -258,7 +245,7 @@ async def _route_in_savepoint(
     if isinstance(decision, Reject):
         _reject(row, decision)
         if decision.reason is Reason.BOUNCE and facts.dsn is not None and facts.dsn.failed:
-            await _bounced(session, row, facts, now)
+            await mail_bounces.bounced(session, row, facts, now)
         await _announce_rejection(session, row)
     elif isinstance(decision, Reply):
         await _reply(session, row, decision, key_id, now)
@@ -304,78 +291,6 @@ def rejected_summary(row: InboundMail) -> dict[str, Any]:
     }
 
 
-# --------------------------------------------------------------------------- lookups
-
-
-async def _is_ours(session: AsyncSession, message_id: str) -> bool:
-    """Our own message came back (a forwarding loop)."""
-    found = await session.scalar(
-        select(func.count())
-        .select_from(OutboundMail)
-        .where(col(OutboundMail.message_id) == message_id)
-    )
-    return bool(found)
-
-
-async def _sender_contacts(session: AsyncSession, address: str) -> list[SenderContact]:
-    rows = (
-        await session.execute(
-            select(Contact).where(func.lower(col(Contact.email)) == address.lower())
-        )
-    ).scalars()
-    return [
-        SenderContact(
-            contact_id=c.id,
-            organization_id=c.organization_id,
-            role=ContactRole(c.role),
-            active=c.active,
-        )
-        for c in rows
-    ]
-
-
-async def _domain_organizations(session: AsyncSession, domain: str) -> list[uuid.UUID]:
-    rows = await session.execute(
-        select(col(Organization.id)).where(col(Organization.email_domains).contains([domain]))
-    )
-    return [r for (r,) in rows]
-
-
-async def _thread(session: AsyncSession, facts: MessageFacts) -> ThreadTarget | None:
-    """The ticket the message refers to: by one of the ticket's messages in In-Reply-To /
-    References (ours or the customer's), else by the token in the subject."""
-    ticket_id: uuid.UUID | None = None
-    ids = list(facts.thread_ids)
-    if ids:
-        found: dict[str, uuid.UUID] = {}
-        for model in (OutboundMail, InboundMail):
-            rows = await session.execute(
-                select(col(model.message_id), col(model.ticket_id)).where(
-                    col(model.message_id).in_(ids), col(model.ticket_id).is_not(None)
-                )
-            )
-            found.update({mid: tid for mid, tid in rows if tid is not None})
-        ticket_id = next((found[i] for i in ids if i in found), None)
-    ticket: Ticket | None = None
-    if ticket_id is not None:
-        ticket = await session.get(Ticket, ticket_id)
-    else:
-        number = threading.ticket_number_in(facts.subject)
-        if number is not None:
-            ticket = (
-                await session.execute(select(Ticket).where(col(Ticket.number) == number))
-            ).scalar_one_or_none()
-    if ticket is None:
-        return None
-    organization = await session.get(Organization, ticket.organization_id)
-    return ThreadTarget(
-        ticket_id=ticket.id,
-        organization_id=ticket.organization_id,
-        status=TicketStatus(ticket.status),
-        organization_domains=frozenset(organization.email_domains if organization else ()),
-    )
-
-
 # ------------------------------------------------------------------------- outcomes
 
 
@@ -393,7 +308,7 @@ def _actor(
 
 def _body_of(row: InboundMail) -> str:
     text = (row.reply_text or row.text).strip()
-    return _truncate(text, MAX_BODY) if text else NO_TEXT
+    return truncate(text, MAX_BODY) if text else NO_TEXT
 
 
 async def _reply(
@@ -421,10 +336,10 @@ async def _reply(
     row.organization_id = decision.organization_id
     row.contact_id = decision.contact_id
     row.ticket_id = ticket.id
-    row.ticket_event_id = await _latest_event(session, ticket.id)
+    row.ticket_event_id = await latest_event(session, ticket.id)
 
 
-async def _latest_event(session: AsyncSession, ticket_id: uuid.UUID) -> uuid.UUID | None:
+async def latest_event(session: AsyncSession, ticket_id: uuid.UUID) -> uuid.UUID | None:
     """The timeline event just written (the ticket is locked: nothing came after it)."""
     return await session.scalar(
         select(col(TicketEvent.id))
@@ -450,7 +365,7 @@ async def _new_ticket(
         severity=severity,
         category=category,
         subject=ticket_subject(row.subject),
-        description=_truncate(row.text.strip(), MAX_BODY),
+        description=truncate(row.text.strip(), MAX_BODY),
         received_at=row.received_at,
         follows_up_ticket_id=decision.follows_up_ticket_id,
     )
@@ -477,12 +392,12 @@ async def _new_ticket(
     row.organization_id = decision.organization_id
     row.contact_id = decision.contact_id
     row.ticket_id = view.id
-    row.ticket_event_id = await _latest_event(session, view.id)
+    row.ticket_event_id = await latest_event(session, view.id)
 
 
 def ticket_subject(subject: str) -> str:
     cleaned = threading.clean_subject(clean_text(subject))
-    return _truncate(cleaned, MAX_SUBJECT) if cleaned else NO_SUBJECT
+    return truncate(cleaned, MAX_SUBJECT) if cleaned else NO_SUBJECT
 
 
 async def defaults_for(
@@ -508,127 +423,3 @@ async def defaults_for(
 def _complete(organization: Organization) -> bool:
     defaults = organization.email_defaults or {}
     return bool(defaults.get("severity") and defaults.get("category"))
-
-
-# --------------------------------------------------------------------------- bounces
-
-
-async def _bounced(
-    session: AsyncSession, row: InboundMail, facts: MessageFacts, now: datetime
-) -> None:
-    """A delivery failure of one of our messages: that message is ``failed`` and its
-    ticket gets an internal note (the customer did not hear from us)."""
-    dsn = facts.dsn
-    if dsn is None or dsn.original_message_id is None:
-        return
-    sent = (
-        await session.execute(
-            select(OutboundMail)
-            .where(col(OutboundMail.message_id) == dsn.original_message_id)
-            .with_for_update()
-        )
-    ).scalar_one_or_none()
-    if sent is None:
-        return
-    why = " ".join(x for x in (dsn.status, dsn.diagnostic) if x) or "no reason given"
-    sent.status = "failed"
-    sent.reason = "bounced"
-    sent.last_error = clean_text(f"bounced: {why}")[:2000]
-    sent.next_attempt_at = None
-    row.organization_id = sent.organization_id
-    row.ticket_id = sent.ticket_id
-    if sent.ticket_id is None:
-        return
-    await clock_store.share_timing(session)
-    ticket = await session.get(Ticket, sent.ticket_id, with_for_update={"key_share": True})
-    if ticket is None:
-        return
-    note = (
-        f"The e-mail {sent.subject!r} to {sent.to_address} bounced ({why}): the customer "
-        "did not receive it. Check the address or reach them another way."
-    )
-    await ticket_actions.apply(
-        session,
-        ticket,
-        None,
-        Action.NOTE,
-        MessageBody(body=_truncate(clean_text(note), MAX_BODY)),
-        occurred=max(now, ticket.last_event_at),
-        now=now,
-    )
-
-
-# ---------------------------------------------------------------------------- accept
-
-
-async def accept(
-    session: AsyncSession,
-    principal: Principal,
-    inbound_id: uuid.UUID,
-    data: AcceptBody,
-    *,
-    now: datetime,
-) -> InboundMail:
-    """Staff turn a rejected message into a ticket: the requester is the contact named
-    (or the one recognised), ``received_at`` is the arrival, and when entitlement refuses
-    the ticket is taken with ``override_reason`` (recorded on the message as well)."""
-    row = (
-        await session.execute(
-            select(InboundMail).where(col(InboundMail.id) == inbound_id).with_for_update()
-        )
-    ).scalar_one_or_none()
-    if row is None:
-        raise NotFound("No received message with that id.")
-    if row.status != "rejected":
-        raise Conflict(
-            f"This message is already a {row.status} on ticket {row.ticket_id}.",
-            mail_status=row.status,
-            ticket_id=str(row.ticket_id) if row.ticket_id else None,
-        )
-    contact_id = data.contact_id or row.contact_id
-    if contact_id is None:
-        raise invalid_field(
-            "body.contact_id",
-            "the sender is no contact: name the requester (create the contact first)",
-            "missing",
-        )
-    contact = await session.get(Contact, contact_id)
-    if contact is None:
-        raise invalid_field("body.contact_id", "no contact with this id")
-    if data.organization_id is not None and data.organization_id != contact.organization_id:
-        raise invalid_field("body.organization_id", "the contact is of another organization")
-    severity, category = await defaults_for(session, principal, contact.organization_id, row)
-    severity, category = data.severity or severity, data.category or category
-    verdict = await entitlement.decide_for(
-        session,
-        principal,
-        contact.organization_id,
-        at=row.received_at,
-        contact_id=contact.id,
-        channel=Channel.EMAIL,
-        category=category,
-        contact_field="body.contact_id",
-    )
-    ticket = TicketCreate(
-        organization_id=contact.organization_id,
-        contact_id=contact.id,
-        channel=Channel.EMAIL,
-        severity=severity,
-        category=category,
-        subject=ticket_subject(row.subject),
-        description=_truncate(row.text.strip(), MAX_BODY),
-        received_at=row.received_at,
-        # Staff's word stands for a refused request (recorded as on POST /v1/tickets).
-        override_reason=None if verdict.entitlement.allowed else data.override_reason,
-    )
-    view, _ = await intake.create_ticket(session, principal, ticket, idempotency_key=None, now=now)
-    row.status = "ticket"
-    row.organization_id = contact.organization_id
-    row.contact_id = contact.id
-    row.ticket_id = view.id
-    row.ticket_event_id = await _latest_event(session, view.id)
-    row.accepted_by = principal.actor()
-    row.override_reason = data.override_reason
-    row.processed_at = now
-    await session.flush()
-    return row

@@ -28,6 +28,7 @@ from app import __version__
 from app.config import Settings
 from app.db import make_sessionmaker
 from app.services import mail_inbound
+from app.services.mail_policy import InboundPolicy
 
 logger = logging.getLogger("sladesk.mail")
 
@@ -41,7 +42,7 @@ class Handler:
 
     def __init__(self, engine: AsyncEngine, settings: Settings, protocol: str) -> None:
         self.sessions = make_sessionmaker(engine)
-        self.policy = mail_inbound.InboundPolicy.from_settings(settings)
+        self.policy = InboundPolicy.from_settings(settings)
         self.protocol = protocol
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:

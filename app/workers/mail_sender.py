@@ -49,7 +49,8 @@ from app.db import make_sessionmaker
 from app.domain.mail.delivery import DEFAULT_SCHEDULE, next_attempt_at
 from app.models import MailAttempt, OutboundMail
 from app.services import mail_compose
-from app.services.mail_compose import MAIL_CHANNEL, OutboundPolicy
+from app.services.mail_compose import MAIL_CHANNEL
+from app.services.mail_policy import OutboundPolicy
 from app.services.outbox import OUTBOX_CHANNEL
 from app.workers.listener import listen
 from app.workers.rounds import run_rounds
