@@ -370,9 +370,10 @@ async def test_replies_thread_by_token_and_move_the_ticket(
 async def test_not_entitled_ambiguous_and_lmtp(
     db: AsyncEngine, admin: httpx.AsyncClient, settings: Settings
 ) -> None:
-    """An inactive contact is ``not_entitled`` with the entitlement reasons; an address
-    that is a contact of two organizations is ``ambiguous_sender``; Postfix's LMTP
-    transport delivers like SMTP."""
+    """An inactive contact is ``not_entitled`` with the entitlement reasons (and is told
+    them); an address that is a contact of two organizations is ``ambiguous_sender`` (for
+    staff: no answer); Postfix's LMTP transport delivers like SMTP, one reply per
+    recipient."""
     desk = await _desk(admin)
     gone = await create_contact(admin, desk.org["id"], email="gone@co.example")
     await admin.patch(
@@ -381,14 +382,25 @@ async def test_not_entitled_ambiguous_and_lmtp(
     other = await create_org(admin)
     await create_contact(admin, other["id"], email=desk.contact["email"])
     config = mail_settings(settings, mail_listen_protocol="lmtp")
-    async with listening(db, config) as port:
-        await smtp_send(port, message("gone@co.example", "Help", "x"), lmtp=True)
+    async with listening(db, config) as port, sending(db, config):
+        refused = await smtp_send(
+            port, message("gone@co.example", "Help", "x"), to=(DESK, "help@desk.example"), lmtp=True
+        )
+        assert refused == {}  # both recipients accepted
         await smtp_send(port, message(desk.contact["email"], "Help", "y"), lmtp=True)
+
+        async def held() -> list[dict[str, Any]]:
+            return (await admin.get("/v1/mail/outbound", params={"status": "held"})).json()["items"]
+
+        [answer] = await until(held)
     stored = await _inbound(db)
     assert [(r.reason, r.entitlement_reasons, r.source) for r in stored] == [
         ("not_entitled", ["contact_inactive"], "lmtp"),
         ("ambiguous_sender", [], "lmtp"),
     ]
+    assert stored[0].envelope_to == [DESK, "help@desk.example"]
+    assert (answer["kind"], answer["to_address"]) == ("not_entitled", "gone@co.example")
+    assert "no longer registered to raise tickets" in answer["text"]
 
 
 async def test_staff_accept_a_rejected_message(

@@ -4,6 +4,7 @@ there is none, resent on request, and the company's own wording."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from app.security import Role
+from app.workers.escalation import TimerLoop
 from tests.conftest import client_for, make_key
 from tests.factories import create_agent
 from tests.mail_harness import Relay, mail_settings, sending, until
@@ -231,6 +233,24 @@ async def test_the_company_wording_overrides_a_template(
     assert "&lt;Reinicie&gt;" in reply.html  # autoescaped even in an override
     # A broken override falls back to the shipped Spanish template: the customer is told.
     assert "Cerrado: Impresora" in closed["Subject"] and "duplica otra solicitud" in closed.text
+
+
+async def test_the_auto_close_notice(
+    db: AsyncEngine, admin: httpx.AsyncClient, settings: Settings, relay: Relay
+) -> None:
+    """Closed by the timer for lack of response (seed 004): the customer is told, and that
+    help asked later opens a new ticket."""
+    desk = await _desk(admin, auto_close={"contact_attempts": 1, "notice_business_days": 0})
+    t = (await open_ticket(admin, desk))["id"]
+    async with sending(db, mail_settings(settings, smtp_url=relay.url)):
+        await act(admin, t, "request_info", body="Which version?")
+        closed = await TimerLoop(db).auto_close(datetime.now(UTC))
+        assert closed.closed == 1
+        asked, notice = await relay.wait_for(2)
+    assert "Which version?" in asked.text and "will be closed on" in asked.text
+    assert "Closed for lack of response" in notice["Subject"]
+    assert "after 1 attempt," in notice.text and "a new ticket will be created" in notice.text
+    assert notice["Auto-Submitted"] == "auto-generated"
 
 
 async def test_no_relay_configured_keeps_outbox_events_marked(
