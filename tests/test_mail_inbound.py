@@ -295,6 +295,15 @@ async def test_html_is_sanitized_and_attachments_are_kept_and_downloadable(
         assert (await theirs.get(url)).status_code == 404
         original = await mine.get(f"/v1/tickets/{ticket['id']}/messages/{received['id']}/raw")
         assert original.status_code == 200 and original.content == raw
+        assert original.headers["content-type"] == "message/rfc822"
+        # Staff reach any received message and its files by the message's own id.
+        assert (await mine.get(f"/v1/mail/inbound/{received['id']}/raw")).status_code == 403
+    staff_raw = await admin.get(f"/v1/mail/inbound/{received['id']}/raw")
+    assert staff_raw.status_code == 200 and staff_raw.content == raw
+    staff_file = await admin.get(f"/v1/mail/inbound/{received['id']}/attachments/{file['id']}")
+    assert staff_file.status_code == 200 and staff_file.content == pdf
+    detail = (await admin.get(f"/v1/mail/inbound/{received['id']}")).json()
+    assert detail["status"] == "ticket" and detail["text"] == "See the log."
 
 
 async def test_a_too_large_attachment_is_kept_rejected_and_answered(
