@@ -318,7 +318,7 @@ def _parser() -> argparse.ArgumentParser:
     create_key = commands.add_parser(
         "create-key", help="create an API key and print it (stdout) once"
     )
-    create_key.add_argument("--role", choices=["admin", "agent"], default="admin")
+    create_key.add_argument("--role", choices=["admin", "agent", "mail"], default="admin")
     create_key.add_argument("--name", default="created from the command line")
     load = commands.add_parser(
         "load", help="create or update calendars, plans, agents and demo customers from TOML"

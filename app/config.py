@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from email.utils import parseaddr
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app import dburl
+from app.domain.vocab import DEFAULT_LOCALE, LOCALE_PATTERN
 
 
 class Settings(BaseSettings):
@@ -82,6 +85,52 @@ class Settings(BaseSettings):
         le=36_500,
         description="Delivered webhook events and their delivery attempts are pruned after this.",
     )
+    # E-mail channel (README "E-mail"): the listener, the relay, limits and loop rules.
+    mail_listen: str = Field(
+        default="127.0.0.1:2525",
+        description="host:port of the SMTP/LMTP listener run by the workers; empty disables.",
+    )
+    mail_listen_protocol: Literal["smtp", "lmtp"] = Field(
+        default="smtp", description="`lmtp` for Postfix's lmtp: transport."
+    )
+    smtp_url: SecretStr | None = Field(
+        default=None,
+        description="Outbound relay: smtp://user:pass@host:587 (STARTTLS when offered) or "
+        "smtps://… (implicit TLS). Unset: messages are composed and kept as `held`.",
+    )
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    mail_from: str = Field(
+        default="Support <support@localhost>",
+        description="From of every message sladesk sends (its domain names our Message-IDs).",
+    )
+    mail_addresses: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated addresses that deliver to sladesk (loop protection).",
+    )
+    mail_locale: str = Field(
+        default=DEFAULT_LOCALE,
+        pattern=LOCALE_PATTERN,
+        description="Language of answers to senders of no known organization.",
+    )
+    mail_max_message_bytes: int = Field(
+        default=25 * 1024 * 1024, ge=64 * 1024, description="Larger messages are refused."
+    )
+    mail_max_attachment_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        ge=1024,
+        description="A message with a larger attachment is kept and rejected as too_large.",
+    )
+    mail_trusted_authserv_id: str | None = Field(
+        default=None,
+        description="authserv-id of the border MTA whose Authentication-Results are trusted; "
+        "set, mail that does not pass DMARC (or aligned SPF/DKIM) is rejected.",
+    )
+    mail_auto_replies_per_hour: int = Field(
+        default=3, ge=0, le=1000, description="Automatic answers per sender per hour."
+    )
+    mail_templates_dir: Path | None = Field(
+        default=None, description="Directory of templates overriding the shipped ones."
+    )
 
     bootstrap_admin_key: SecretStr | None = Field(
         default=None,
@@ -100,6 +149,57 @@ class Settings(BaseSettings):
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("smtp_url", "mail_trusted_authserv_id", "mail_templates_dir", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("mail_addresses", mode="before")
+    @classmethod
+    def _split_addresses(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [a.strip().lower() for a in value.split(",") if a.strip()]
+        return value
+
+    @field_validator("mail_listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        if value.strip() == "":
+            return ""
+        host, sep, port = value.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("give host:port (e.g. 127.0.0.1:2525), or leave it empty")
+        return value.strip()
+
+    @field_validator("mail_from")
+    @classmethod
+    def _one_address(cls, value: str) -> str:
+        _, address = parseaddr(value)
+        if "@" not in address:
+            raise ValueError("give an address, e.g. Support <support@example.com>")
+        return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _relay_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        parts = urlsplit(value.get_secret_value())
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError("give smtp://[user:pass@]host[:port] or smtps://…")
+        try:
+            _ = parts.port
+        except ValueError:
+            raise ValueError("the port is not a number") from None
+        return value
+
+    @field_validator("mail_templates_dir")
+    @classmethod
+    def _templates_dir(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"{value} is not a directory")
         return value
 
     @field_validator("log_level", mode="before")

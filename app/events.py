@@ -501,6 +501,33 @@ _TYPES = [
         },
     ),
     EventType(
+        "mail.rejected",
+        "A received e-mail did not become a ticket or a reply",
+        "Kept whole with its `reason` (`unknown_sender`, `end_user`, `ambiguous_sender`, "
+        "`not_entitled` with `entitlement_reasons`, `auto_reply`, `bounce`, `too_large`, "
+        "`unauthenticated`, `loop`, `invalid`, `failed`): `GET /v1/mail/rejected` lists "
+        "them and staff may accept one as a ticket (`POST /v1/mail/rejected/{id}/accept`). "
+        "End users and unknown senders are answered (seed 002: contact your organization's "
+        "administrator) when loop protection allows.",
+        {
+            "mail": {
+                "id": "f1e2d3c4-b5a6-4978-8695-a4b3c2d1e0f9",
+                "message_id": "<CAF=reader.42@mail.example.net>",
+                "received_at": "2026-03-06T17:00:00+00:00",
+                "from": "reader@standard.vitrium.example",
+                "subject": "Cannot open the protected PDF",
+                "reason": "end_user",
+                "detail": "reader@standard.vitrium.example is an end user of the "
+                "organization: the customer supports its end users",
+                "entitlement_reasons": [],
+                "organization_id": _ORG_ID,
+                "contact_id": "b2c3d4e5-f6a7-4b8c-9d0e-1f2a3b4c5d6e",
+                "ticket_id": None,
+            }
+        },
+        ticket=False,
+    ),
+    EventType(
         "webhook.ping",
         "A test event",
         "Sent by `POST /v1/webhooks/{id}/ping` through the normal delivery pipeline, only to "

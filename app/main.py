@@ -34,6 +34,7 @@ from app.routers import (
     events,
     health,
     me,
+    mail,
     organizations,
     plans,
     reports,
@@ -124,12 +125,18 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         events.router,
         reports.router,
         statements.router,
+        mail.router,
+        mail.ticket_router,
     ):
         app.include_router(router)
     webhooks.document_webhooks(app)
 
     # Outermost last: the request id and metrics see everything, the limit sits inside.
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=settings.max_body_bytes,
+        limits={mail.INBOUND_PATH: settings.mail_max_message_bytes},
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -201,20 +201,23 @@ class BodyTooLarge(HTTPException):
 
 
 class BodyLimitMiddleware:
-    """Refuse bodies over the limit, whether announced by Content-Length or streamed."""
+    """Refuse bodies over the limit, whether announced by Content-Length or streamed.
+    ``limits`` gives some paths their own (e.g. raw e-mail, larger than any JSON)."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, limits: dict[str, int] | None = None) -> None:
         self.app = app
-        self.limit = limit
+        self.default = limit
+        self.limits = limits or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.limits.get(scope["path"], self.default)
         declared = _header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+        if declared is not None and declared.isdigit() and int(declared) > limit:
             # Refused before reading a byte; outside the app, so the response is built here.
-            problem = PayloadTooLarge(f"The request body exceeds the limit of {self.limit} bytes.")
+            problem = PayloadTooLarge(f"The request body exceeds the limit of {limit} bytes.")
             body = json.dumps(problem.to_problem(scope["path"])).encode()
             await send(
                 {
@@ -236,8 +239,8 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise BodyTooLarge(self.limit)
+                if received > limit:
+                    raise BodyTooLarge(limit)
             return message
 
         await self.app(scope, counting_receive, send)

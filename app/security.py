@@ -3,8 +3,9 @@
 ``Authorization: Bearer <key>``. Keys are random, stored as SHA-256 (they carry 256 bits of
 entropy, so a slow hash adds nothing), shown once. Roles: ``admin`` (everything),
 ``agent`` (the support desk's staff), ``customer`` (bound to one organization, optionally
-one contact). A customer key sees only its own organization: another organization's
-resource is a 404, so existence does not leak.
+one contact), ``mail`` (a cloud relay: it may only deliver raw messages to
+``POST /v1/mail/inbound``; every other endpoint refuses it). A customer key sees only its
+own organization: another organization's resource is a 404, so existence does not leak.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Role(StrEnum):
     ADMIN = "admin"
     AGENT = "agent"
     CUSTOMER = "customer"
+    MAIL = "mail"
 
 
 STAFF = (Role.ADMIN, Role.AGENT)
@@ -103,11 +105,12 @@ def actor_of(principal: Principal | None) -> dict[str, str | None]:
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer sld_…`")
 
 
-async def current_principal(
+async def _authenticated(
     request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    """The key's principal, whatever its role."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("Send an API key as 'Authorization: Bearer <key>'.")
     row = (
@@ -137,6 +140,29 @@ def _principal(request: Request, row: ApiKey) -> Principal:
     return principal
 
 
+def _not_mail(principal: Principal) -> Principal:
+    """A mail key may deliver messages (POST /v1/mail/inbound) and do nothing else."""
+    if principal.role is Role.MAIL:
+        raise Forbidden("A mail key may only deliver messages to POST /v1/mail/inbound.")
+    return principal
+
+
+async def current_principal(
+    principal: Annotated[Principal, Depends(_authenticated)],
+) -> Principal:
+    """The caller of every endpoint but the mail intake."""
+    return _not_mail(principal)
+
+
+async def mail_principal(
+    principal: Annotated[Principal, Depends(_authenticated)],
+) -> Principal:
+    """The caller of the mail intake: a mail key (a cloud relay) or an admin."""
+    if principal.role not in (Role.MAIL, Role.ADMIN):
+        raise Forbidden(f"This needs a key with role mail or admin; yours is {principal.role}.")
+    return principal
+
+
 STREAM_TOKEN_PREFIX = "sst_"
 
 
@@ -155,7 +181,7 @@ async def stream_principal(
 ) -> Principal:
     """The event stream's key: an API key in the header, or a stream token in the URL."""
     if credentials is not None or access_token is None:
-        return await current_principal(request, session, credentials)
+        return _not_mail(await _authenticated(request, session, credentials))
     row = (
         await session.execute(
             select(ApiKey)
@@ -171,7 +197,7 @@ async def stream_principal(
             "This stream token is not valid or has expired; get a new one from "
             "POST /v1/events/stream-tokens."
         )
-    return _principal(request, row)
+    return _not_mail(_principal(request, row))
 
 
 def require(*roles: Role):  # type: ignore[no-untyped-def]
@@ -193,3 +219,4 @@ AnyKey = Annotated[Principal, Depends(current_principal)]
 StaffKey = Annotated[Principal, Depends(require(Role.ADMIN, Role.AGENT))]
 StreamKey = Annotated[Principal, Depends(stream_principal)]
 AdminKey = Annotated[Principal, Depends(require(Role.ADMIN))]
+MailKey = Annotated[Principal, Depends(mail_principal)]

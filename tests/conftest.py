@@ -86,6 +86,8 @@ def settings(database_url: str) -> Settings:
         # Event streams end quickly: tests that call every endpoint in-process (the
         # authorization matrix, the fuzz test) must not wait on one.
         stream_max_seconds=1.0,
+        # Tests start their own SMTP listeners, on ephemeral ports.
+        mail_listen="",
     )
 
 

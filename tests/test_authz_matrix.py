@@ -14,6 +14,7 @@ import httpx
 from app.security import Role
 from tests.conftest import auth, make_key
 from tests.factories import create_contact, create_org
+from tests.mail_harness import message
 from tests.plan_factories import create_calendar, create_contract, create_plan
 
 # Path parameters naming something an organization owns: another organization's is a 404.
@@ -59,6 +60,18 @@ async def _other_org_resources(admin: httpx.AsyncClient) -> dict[str, str]:
         json={"contact_id": contact["id"], **_WINDOW},
     )
     assert requested.status_code == 201, requested.text
+    # A reply by e-mail with a file, and the message we sent: the ticket's mail.
+    reply = message(
+        contact["email"],
+        f"Re: [{ticket.json()['number']}] theirs",
+        "Logs attached.",
+        attachments=[("log.txt", "text/plain", b"secret log")],
+    )
+    delivered = await admin.post(
+        "/v1/mail/inbound", content=reply, headers={"Content-Type": "message/rfc822"}
+    )
+    assert delivered.status_code == 201 and delivered.json()["status"] == "reply", delivered.text
+    [received] = (await admin.get(f"/v1/tickets/{ticket_id}/messages")).json()["items"]
     return {
         "organization_id": other["id"],
         "contact_id": contact["id"],
@@ -68,6 +81,9 @@ async def _other_org_resources(admin: httpx.AsyncClient) -> dict[str, str]:
         "ticket_id": ticket_id,
         "authorization_id": pending["pending_authorization"]["id"],
         "after_hours_request_id": requested.json()["id"],
+        "mail_id": received["id"],
+        "message_id": received["id"],
+        "attachment_id": received["attachments"][0]["id"],
     }
 
 
@@ -88,6 +104,8 @@ _WINDOW = {"starts_at": "2100-01-01T00:00:00Z", "ends_at": "2100-01-02T00:00:00Z
 
 
 def _valid_body(path: str) -> dict[str, Any]:
+    if path.endswith("/accept"):
+        return {"override_reason": "x"}
     if path.endswith("/approve"):
         return {"estimate_minutes": 600}
     if path.endswith("/after-hours-requests"):
@@ -134,3 +152,18 @@ async def test_customer_key_never_reaches_another_organization(
         else:
             assert response.status_code < 500, f"{method} {path}: {response.status_code}"
             assert ids["organization_id"] not in response.text, f"{method} {path} leaks"
+
+
+async def test_a_mail_key_only_delivers_mail(
+    app: Any, client: httpx.AsyncClient, admin: httpx.AsyncClient, db: Any
+) -> None:
+    """Role ``mail`` (a cloud relay's key) may POST /v1/mail/inbound and nothing else."""
+    key = await make_key(db, Role.MAIL)
+    ids = await _other_org_resources(admin)
+    for method, path in _routes(app):
+        if (method, path) == ("POST", "/v1/mail/inbound"):
+            continue
+        url = _fill(path, ids)
+        body = _valid_body(path) if method in ("POST", "PUT", "PATCH") else None
+        response = await client.request(method, url, json=body, headers=auth(key))
+        assert response.status_code == 403, f"{method} {path}: {response.status_code}"

@@ -28,6 +28,7 @@ from app.db import make_engine, make_sessionmaker
 from app.main import create_app
 from app.security import Role
 from tests.conftest import _TABLES, auth, make_key
+from tests.mail_harness import raw_mail
 
 EXAMPLES = int(os.environ.get("SLADESK_FUZZ_EXAMPLES", "15"))
 
@@ -42,6 +43,8 @@ async def _prepare(engine: Any) -> str:
 # the database is bound to the app by the fixture below, once the test database exists.
 APP = create_app(Settings(database_url="postgresql://bound-later/none", run_workers=False))
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
+# POST /v1/mail/inbound takes raw e-mail (message/rfc822): messages and arbitrary bytes.
+schemathesis.openapi.media_type("message/rfc822", raw_mail())
 
 
 @pytest.fixture(scope="module")

@@ -61,19 +61,24 @@ async def test_an_idempotency_key_replays_for_24_hours_then_starts_a_new_ticket(
     assert again.json()["id"] == later.json()["id"]
 
 
-async def _event(conn: Any, name: str, dispatched_at: datetime | None) -> tuple[uuid.UUID, int]:
+async def _event(
+    conn: Any, name: str, dispatched_at: datetime | None, *, mailed: bool = True
+) -> tuple[uuid.UUID, int]:
+    """An outbox event fanned out to webhooks at `dispatched_at` (None: not yet) and, unless
+    `mailed` is false, looked at by the mail composer then too."""
     row = (
         await conn.execute(
             text(
                 "INSERT INTO outbox_events (id, type, occurred_at, created_at, data, "
-                "dispatched_at) VALUES (:id, 'ticket.created', :at, :at, :data, :dispatched) "
-                "RETURNING id, seq"
+                "dispatched_at, mailed_at) VALUES (:id, 'ticket.created', :at, :at, :data, "
+                ":dispatched, :mailed) RETURNING id, seq"
             ),
             {
                 "id": uuid.uuid4(),
                 "at": dispatched_at or OLD,
                 "data": f'{{"name": "{name}"}}',
                 "dispatched": dispatched_at,
+                "mailed": dispatched_at if mailed else None,
             },
         )
     ).one()
@@ -163,6 +168,8 @@ async def test_pruning_keeps_history_pending_and_failed_work(
         )
         await _event(conn, "recent-no-delivery", RECENT)
         await _event(conn, "never-dispatched", None)
+        # Fanned out long ago, but the mail composer has not looked at it yet.
+        await _event(conn, "old-not-mailed", OLD, mailed=False)
         # The newest dispatched event is the dispatcher's watermark: kept however old.
         await _event(conn, "watermark", OLD)
 
@@ -183,6 +190,7 @@ async def test_pruning_keeps_history_pending_and_failed_work(
         "recent-ok",
         "recent-no-delivery",
         "never-dispatched",
+        "old-not-mailed",
         "watermark",
     }
     # The tickets' own outbox events (never dispatched here) are untouched too.

@@ -410,7 +410,9 @@ async def test_the_registered_worker_loop_delivers(
     """`sladesk serve` / `sladesk worker` run the loops of app.workers.runner."""
     from app.workers.runner import LOOPS, running_workers
 
-    assert [name for name, _ in LOOPS] == ["timers", "webhooks", "retention"]
+    assert [name for name, _ in LOOPS] == [
+        "timers", "webhooks", "retention", "mail", "mail-listener"
+    ]  # fmt: skip
     sub = await subscribe(admin, receiver.url())
     async with running_workers(db, settings):
         await emit_events(db, [ticket_event(1, None)])

@@ -6,6 +6,7 @@ from app.models.billing import AfterHoursRequest, TicketAuthorization, Worklog
 from app.models.calendar import CalendarRow
 from app.models.contract import Contract
 from app.models.directory import Agent, Contact, Organization
+from app.models.mail import InboundMail, MailAttachment, MailAttempt, OutboundMail
 from app.models.outbox import OutboxEvent
 from app.models.plan import Plan
 from app.models.search import TicketSearch
@@ -21,7 +22,11 @@ __all__ = [
     "Contract",
     "Entity",
     "IdempotencyKey",
+    "InboundMail",
+    "MailAttachment",
+    "MailAttempt",
     "Organization",
+    "OutboundMail",
     "OutboxEvent",
     "Plan",
     "SlaClock",

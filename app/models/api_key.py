@@ -14,7 +14,7 @@ from app.models.base import Entity, timestamptz, utcnow
 class ApiKey(Entity, table=True):
     __tablename__ = "api_keys"
     __table_args__ = (
-        CheckConstraint("role IN ('admin', 'agent', 'customer')", name="role"),
+        CheckConstraint("role IN ('admin', 'agent', 'customer', 'mail')", name="role"),
         # A customer key is bound to exactly one organization; staff keys to none.
         CheckConstraint(
             "(role = 'customer') = (organization_id IS NOT NULL)", name="customer_organization"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import CheckConstraint, Column, ForeignKey, Index, SmallInteger, String, text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field
 
 from app.domain.vocab import DEFAULT_LOCALE
@@ -24,6 +26,8 @@ class Organization(Entity, table=True):
             text("to_tsvector('simple'::regconfig, name)"),
             postgresql_using="gin",
         ),
+        # Which organization an unknown sender's domain belongs to (e-mail routing).
+        Index("ix_organizations_email_domains", "email_domains", postgresql_using="gin"),
     )
 
     name: str = Field(max_length=200)
@@ -36,6 +40,13 @@ class Organization(Entity, table=True):
         max_length=10,
         sa_column_kwargs={"server_default": DEFAULT_LOCALE},
     )
+    # Domains whose unknown senders are this organization's people (lower-case).
+    email_domains: list[str] = Field(
+        default_factory=list,
+        sa_column=Column(ARRAY(String(255)), nullable=False, server_default="{}"),
+    )
+    # {"severity", "category"} of tickets made from its e-mail (overrides the plan's).
+    email_defaults: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
 
 
 class Contact(Entity, table=True):

@@ -30,6 +30,8 @@ class OutboxEvent(SQLModel, table=True):
             "dispatched_at",
             postgresql_where="dispatched_at IS NOT NULL",
         ),
+        # The mail composer's queue: events not yet looked at for customer e-mail.
+        Index("ix_outbox_events_mail_pending_seq", "seq", postgresql_where="mailed_at IS NULL"),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
@@ -46,3 +48,7 @@ class OutboxEvent(SQLModel, table=True):
     created_at: datetime = timestamptz(default_factory=utcnow)
     data: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
     dispatched_at: datetime | None = timestamptz(nullable=True, default=None)
+    # When the mail composer handled it (app.workers.mail_sender); null = not yet.
+    mailed_at: datetime | None = timestamptz(nullable=True, default=None)
+    # The timeline event it reports (its body is what an e-mail to the customer says).
+    ticket_event_id: uuid.UUID | None = Field(default=None)

@@ -42,6 +42,8 @@ class Plan(Entity, table=True):
     # {"contact_attempts": 3, "notice_business_days": 5}; null = no auto-close.
     auto_close: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
     billing: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
+    # {"severity", "category"} of tickets made from e-mail (an organization may override).
+    email_defaults: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
     # The target list exactly as app.domain.sla.Target.from_dict takes each item.
     targets: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONB)
     # Bumped on every effective edit (the ETag; running clocks re-apply from the edit).

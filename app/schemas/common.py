@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from app.domain.vocab import Category, Severity
 from app.errors import PROBLEM_MEDIA_TYPE, ValidationFailed, field_error
 
 # Instants and dates a client may send: far enough from year 1 and 9999 that no conversion
@@ -102,6 +103,36 @@ def local_time(instant: datetime | None, timezone: str | None) -> LocalTime | No
     if instant is None or timezone is None:
         return None
     return LocalTime(at=instant.astimezone(ZoneInfo(timezone)), timezone=timezone)
+class EmailDefaults(StrictModel):
+    """Severity and category of tickets made from e-mail (agents correct them with the
+    `change` action). A field left null falls back: organization, then plan, then
+    medium / other."""
+
+    severity: Severity | None = None
+    category: Category | None = None
+
+
+# A DNS name of at least two labels (letters, digits, inner hyphens), any case.
+_DOMAIN = (
+    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+    r"[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
+)
+
+
+def _domains(values: list[str]) -> list[str]:
+    return sorted({v.lower().rstrip(".") for v in values})
+
+
+EmailDomains = Annotated[
+    list[Annotated[str, Field(pattern=_DOMAIN, max_length=253)]],
+    Field(
+        max_length=50,
+        description="Domains whose senders are this organization's people: an unknown "
+        "sender of one of them is its end user (seed 002), not an unknown sender.",
+        examples=[["client.example.mx"]],
+    ),
+    AfterValidator(_domains),
+]
 
 
 class FieldProblem(BaseModel):

@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import EmailStr, Field, StringConstraints
 
 from app.domain.vocab import DEFAULT_LOCALE, LOCALE_PATTERN, ContactRole
-from app.schemas.common import PatchModel, ReadModel, StrictModel
+from app.schemas.common import EmailDefaults, EmailDomains, PatchModel, ReadModel, StrictModel
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=50)]
@@ -33,16 +33,22 @@ class OrganizationCreate(StrictModel):
     notes: str | None = Field(default=None, max_length=4000)
     active: bool = True
     locale: Locale = DEFAULT_LOCALE
+    email_domains: EmailDomains = Field(default_factory=list)
+    email_defaults: EmailDefaults | None = Field(
+        default=None, description="overrides the plan's e-mail defaults"
+    )
 
 
 class OrganizationUpdate(PatchModel):
-    nullable = frozenset({"external_ref", "notes"})
+    nullable = frozenset({"external_ref", "notes", "email_defaults"})
 
     name: Name | None = None
     external_ref: str | None = Field(default=None, max_length=100)
     notes: str | None = Field(default=None, max_length=4000)
     active: bool | None = None
     locale: Locale | None = None
+    email_domains: EmailDomains | None = None
+    email_defaults: EmailDefaults | None = None
 
 
 class OrganizationRead(ReadModel):
@@ -52,6 +58,8 @@ class OrganizationRead(ReadModel):
     notes: str | None
     active: bool
     locale: str
+    email_domains: list[str]
+    email_defaults: EmailDefaults | None
     created_at: datetime
     updated_at: datetime
 

@@ -10,7 +10,7 @@ from pydantic import Field, StringConstraints
 
 from app.domain.lifecycle import DEFAULT_PAUSE_ON
 from app.domain.vocab import Category, Channel, ClockKind, Metric, Severity, TicketStatus
-from app.schemas.common import PatchModel, ReadModel, StrictModel
+from app.schemas.common import EmailDefaults, PatchModel, ReadModel, StrictModel
 
 MAX_TARGET_MINUTES = 366 * 24 * 60  # a year of around-the-clock time
 
@@ -134,6 +134,11 @@ class PlanFields(StrictModel):
     billing: Billing = Field(default_factory=Billing)
     targets: list[TargetSpec] = Field(default_factory=list, max_length=100)
     active: bool = Field(default=True, description="an inactive plan gets no new contracts")
+    email_defaults: EmailDefaults | None = Field(
+        default=None,
+        description="severity and category of tickets made from e-mail (an organization "
+        "may override them); null: medium / other",
+    )
 
 
 class PlanCreate(PlanFields):
@@ -143,7 +148,7 @@ class PlanCreate(PlanFields):
 class PlanUpdate(PatchModel):
     """Send only what changes (`code` is the plan's identity and cannot change)."""
 
-    nullable = frozenset({"description", "requires", "auto_close"})
+    nullable = frozenset({"description", "requires", "auto_close", "email_defaults"})
 
     name: Name | None = None
     description: Description | None = None
@@ -157,6 +162,7 @@ class PlanUpdate(PatchModel):
     billing: Billing | None = None
     targets: list[TargetSpec] | None = Field(default=None, max_length=100)
     active: bool | None = None
+    email_defaults: EmailDefaults | None = None
 
 
 class PlanRead(ReadModel):
@@ -175,6 +181,7 @@ class PlanRead(ReadModel):
     targets: list[TargetSpec]
     version: int
     active: bool
+    email_defaults: EmailDefaults | None
     created_at: datetime
     updated_at: datetime
 

@@ -38,6 +38,8 @@ async def create_api_key(session: AsyncSession, data: ApiKeyCreate) -> tuple[Api
             raise invalid_field("body.organization_id", "only customer keys are bound to one")
         if data.contact_id is not None:
             raise invalid_field("body.contact_id", "only customer keys are bound to a contact")
+        if data.agent_id is not None and data.role is Role.MAIL:
+            raise invalid_field("body.agent_id", "a mail key delivers messages; it is no agent")
         if data.agent_id is not None and await session.get(Agent, data.agent_id) is None:
             raise invalid_field("body.agent_id", "no agent with this id")
     if data.expires_at is not None and data.expires_at <= datetime.now(UTC):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import false, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.errors import NotFound
+from app.errors import Conflict, NotFound
 from app.models import Agent, Contact, Organization
 from app.pagination import keyset, page_of
 from app.schemas.directory import (
@@ -70,7 +71,33 @@ async def list_organizations(
     return page_of(rows, limit, lambda r: (r.created_at, r.id))
 
 
+_EMAIL_DOMAINS_LOCK = 7193560  # pg advisory lock key: one writer of e-mail domains at a time
+
+
+async def _ensure_domains_free(
+    session: AsyncSession, domains: list[str], organization_id: uuid.UUID | None
+) -> None:
+    """An e-mail domain names one organization (else its senders would be ambiguous)."""
+    if not domains:
+        return
+    await session.execute(select(func.pg_advisory_xact_lock(_EMAIL_DOMAINS_LOCK)))
+    column: Any = col(Organization.email_domains)
+    stmt = select(Organization).where(column.overlap(domains))
+    if organization_id is not None:
+        stmt = stmt.where(col(Organization.id) != organization_id)
+    other = (await session.execute(stmt.limit(1))).scalar_one_or_none()
+    if other is not None:
+        taken = sorted(set(domains) & set(other.email_domains))
+        raise Conflict(
+            f"The e-mail domain {', '.join(taken)} already belongs to organization "
+            f"{other.name!r}; a domain names one organization.",
+            domains=taken,
+            organization_id=str(other.id),
+        )
+
+
 async def create_organization(session: AsyncSession, data: OrganizationCreate) -> Organization:
+    await _ensure_domains_free(session, data.email_domains, None)
     row = Organization(**data.model_dump())
     session.add(row)
     await flush_or_conflict(session, ORG_CONFLICTS)
@@ -84,7 +111,10 @@ async def update_organization(
     data: OrganizationUpdate,
 ) -> Organization:
     row = await get_organization(session, principal, organization_id)
-    apply_changes(row, data.changes())
+    changes = data.changes()
+    if changes.get("email_domains"):
+        await _ensure_domains_free(session, changes["email_domains"], row.id)
+    apply_changes(row, changes)
     await flush_or_conflict(session, ORG_CONFLICTS)
     return row
 

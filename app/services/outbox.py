@@ -24,6 +24,7 @@ async def emit(
     data: dict[str, Any],
     organization_id: uuid.UUID | None = None,
     ticket_id: uuid.UUID | None = None,
+    ticket_event_id: uuid.UUID | None = None,
     deferred: bool = False,
 ) -> OutboxEvent:
     """Add an outbox event; ``deferred``: only add it (a batch flushes and calls
@@ -37,6 +38,7 @@ async def emit(
         data=data,
         organization_id=organization_id,
         ticket_id=ticket_id,
+        ticket_event_id=ticket_event_id,
     )
     session.add(event)
     if not deferred:

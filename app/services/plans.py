@@ -61,6 +61,7 @@ _STORED = (
     "billing",
     "targets",
     "active",
+    "email_defaults",
 )
 
 

@@ -321,9 +321,11 @@ async def emit(
     occurred_at: datetime,
     now: datetime,
     context: PayloadContext | None = None,
+    ticket_event_id: uuid.UUID | None = None,
     **extra: Any,
 ) -> None:
-    """An outbox event about the ticket: its current state, clocks read at the event.
+    """An outbox event about the ticket: its current state, clocks read at the event
+    (``ticket_event_id``: the timeline event it reports, whose body e-mail quotes).
 
     With a ``context`` (a batch), nothing is read or written here: the event is added to
     the session, and the caller flushes and calls ``outbox.notify`` once."""
@@ -335,6 +337,7 @@ async def emit(
         data=payload,
         organization_id=ticket.organization_id,
         ticket_id=ticket.id,
+        ticket_event_id=ticket_event_id,
         deferred=context is not None,
     )
 
@@ -382,6 +385,7 @@ async def record(
             occurred_at=occurred_at,
             now=now,
             context=context,
+            ticket_event_id=event.id,
             event={**event_data, **(data or {})},
         )
     return event

@@ -4,13 +4,14 @@ Kept forever: ticket history (timeline, work logs, clocks, firings) — none of 
 Pruned, once older than ``SLADESK_RETENTION_DAYS`` (default 90):
 
 * webhook deliveries that **succeeded**, with their attempts (the FK cascades);
-* outbox events fanned out (``dispatched_at``) with no delivery left — pending and
-  failed deliveries keep their event, so a failed one can still be redelivered;
+* outbox events fanned out (``dispatched_at``) and looked at by the mail composer
+  (``mailed_at``) with no delivery left — pending and failed deliveries keep their event,
+  so a failed one can still be redelivered;
 * idempotency keys of ticket intake older than their 24 h window
   (:data:`app.services.intake.IDEMPOTENCY_WINDOW`).
 
 Never touched: pending deliveries, failed deliveries (an operator has not dealt with
-them), undispatched events, and the newest dispatched event (the dispatcher's fan-out
+them), undispatched or unmailed events, and the newest dispatched event (the dispatcher's fan-out
 watermark: without it, the next event would look like a gap in the sequence).
 
 Each batch is its own short transaction that skips locked rows and gives up on a lock
@@ -48,6 +49,7 @@ _EVENTS = text(
     DELETE FROM outbox_events WHERE id IN (
         SELECT e.id FROM outbox_events e
         WHERE e.dispatched_at < :cutoff
+          AND e.mailed_at IS NOT NULL
           AND e.seq < (SELECT max(seq) FROM outbox_events WHERE dispatched_at IS NOT NULL)
           AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id)
         ORDER BY e.dispatched_at

@@ -15,6 +15,8 @@ from app.workers.dispatcher import run_dispatcher
 from app.workers.escalation import run_timers
 from app.workers.listener import check_listen_url
 from app.workers.retention import run_retention
+from app.workers.mail_listener import run_mail_listener
+from app.workers.mail_sender import run_mail_sender
 
 logger = logging.getLogger("sladesk.workers")
 
@@ -25,6 +27,8 @@ LOOPS: list[tuple[str, Loop]] = [
     ("timers", run_timers),
     ("webhooks", run_dispatcher),
     ("retention", run_retention),
+    ("mail", run_mail_sender),
+    ("mail-listener", run_mail_listener),
 ]
 
 
