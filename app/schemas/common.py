@@ -103,6 +103,8 @@ def local_time(instant: datetime | None, timezone: str | None) -> LocalTime | No
     if instant is None or timezone is None:
         return None
     return LocalTime(at=instant.astimezone(ZoneInfo(timezone)), timezone=timezone)
+
+
 class EmailDefaults(StrictModel):
     """Severity and category of tickets made from e-mail (agents correct them with the
     `change` action). A field left null falls back: organization, then plan, then

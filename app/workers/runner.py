@@ -14,9 +14,9 @@ from app.config import Settings
 from app.workers.dispatcher import run_dispatcher
 from app.workers.escalation import run_timers
 from app.workers.listener import check_listen_url
-from app.workers.retention import run_retention
 from app.workers.mail_listener import run_mail_listener
 from app.workers.mail_sender import run_mail_sender
+from app.workers.retention import run_retention
 
 logger = logging.getLogger("sladesk.workers")
 
