@@ -213,7 +213,9 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         error: AppError
         if exc.status_code == 404:
-            error = NotFound(f"No route {request.method} {request.url.path}; see /docs.")
+            path = request.url.path
+            hint = " (without the trailing slash?)" if len(path) > 1 and path.endswith("/") else ""
+            error = NotFound(f"No route {request.method} {path}{hint}; see /docs.")
         elif exc.status_code == 413:
             error = PayloadTooLarge(str(exc.detail))
         elif exc.status_code == 405:

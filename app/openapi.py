@@ -1,7 +1,8 @@
 """The OpenAPI document, with the problems every operation shares documented once.
 
-Every ``/v1`` operation can answer 401, 403 and 422; every operation with a body can
-answer 400 (malformed JSON) and 413 (too large). Routes declare only their own (404, 409…).
+Every ``/v1`` operation can answer 401 and 403, every operation 422 (an unknown query
+parameter is one); every operation with a body can answer 400 (malformed JSON), 413 (too
+large) and 415 (a Content-Type it does not take). Routes declare only their own (404, 409…).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from fastapi.openapi.utils import get_openapi
 
 from app.schemas.common import problems
 
-_COMMON = (401, 403, 422)
-_WITH_BODY = (400, 413)
+_V1 = (401, 403)
+_EVERY = (422,)
+_WITH_BODY = (400, 413, 415)
 
 
 def install_openapi(app: FastAPI) -> None:
@@ -29,11 +31,11 @@ def install_openapi(app: FastAPI) -> None:
             webhooks=app.webhooks.routes,
             tags=app.openapi_tags,
         )
-        shared = {str(k): v for k, v in problems(*_COMMON, *_WITH_BODY).items()}
+        shared = {str(k): v for k, v in problems(*_V1, *_EVERY, *_WITH_BODY).items()}
         for path, operations in schema.get("paths", {}).items():
             for operation in operations.values():
                 responses = operation.setdefault("responses", {})
-                statuses = list(_COMMON) if path.startswith("/v1") else []
+                statuses = [*(_V1 if path.startswith("/v1") else ()), *_EVERY]
                 if "requestBody" in operation:
                     statuses += list(_WITH_BODY)
                 for status in statuses:

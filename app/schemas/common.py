@@ -111,6 +111,7 @@ _DESCRIPTIONS = {
     409: "Conflict with the current state",
     412: "If-Match did not match the current ETag",
     413: "Request body too large",
+    415: "The body's Content-Type is not one this operation accepts",
     422: "The request is not valid; `errors` lists each bad field",
 }
 
