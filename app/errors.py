@@ -20,6 +20,9 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 logger = logging.getLogger("sladesk.errors")
 
+# What a shared `pattern` means, said for a person (app.schemas.common registers them).
+PATTERN_HELP: dict[str, str] = {}
+
 
 def problem_type(slug: str) -> str:
     return PROBLEM_BASE + slug
@@ -188,9 +191,12 @@ def _validation_problem(exc: RequestValidationError) -> AppError:
     fields = []
     for err in errors:
         kind = str(err.get("type", "invalid"))
-        message = str(err.get("msg", "invalid value"))
+        message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
         if kind == "extra_forbidden":
             message = "unknown field; remove it (see the schema in /docs)"
+        elif kind == "string_pattern_mismatch":
+            pattern = (err.get("ctx") or {}).get("pattern")
+            message = PATTERN_HELP.get(str(pattern), message)
         elif kind == "timezone_aware":
             message = "must carry a timezone offset, e.g. 2026-03-06T17:00:00-08:00 or ...Z"
         fields.append(field_error(_loc_to_field(err.get("loc", ())), message, kind))

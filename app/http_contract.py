@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from email.message import Message
 from typing import Any
 
-from fastapi import Request
-from fastapi import params
+from fastapi import Request, params
 from fastapi.dependencies.utils import get_flat_params
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Message as AsgiMessage, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Message as AsgiMessage
 
 from app.errors import (
     PROBLEM_MEDIA_TYPE,
@@ -47,9 +47,7 @@ def _specificity(route: Any) -> int:
 def effective_routes(routes: list[BaseRoute]) -> list[Any]:
     """Every route with its full path, in the order the router tries them (included
     routers flattened)."""
-    return [
-        r for r in iter_route_contexts(routes) if r.path is not None and r.methods is not None
-    ]
+    return [r for r in iter_route_contexts(routes) if r.path is not None and r.methods is not None]
 
 
 @dataclass(frozen=True)
@@ -205,8 +203,7 @@ async def request_contract(request: Request) -> None:
     if unknown:
         declared = ", ".join(sorted(contract.query)) or "none"
         raise ValidationFailed(
-            f"Unknown query parameter(s) {', '.join(unknown)}; this operation takes: "
-            f"{declared}.",
+            f"Unknown query parameter(s) {', '.join(unknown)}; this operation takes: {declared}.",
             [
                 field_error(f"query.{k}", "unknown query parameter; remove it", "unknown_query")
                 for k in unknown

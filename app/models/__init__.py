@@ -3,11 +3,12 @@
 from app.models.api_key import ApiKey
 from app.models.base import Entity, metadata
 from app.models.billing import TicketAuthorization, Worklog
-from app.models.calendar import CalendarRow
+from app.models.calendar import CalendarRow, CalendarVersion
 from app.models.contract import Contract
 from app.models.directory import Agent, Contact, Organization
 from app.models.outbox import OutboxEvent
 from app.models.plan import Plan
+from app.models.secrets import ServerSecret
 from app.models.tickets import IdempotencyKey, SlaClock, SlaFiring, Ticket, TicketEvent
 from app.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookSubscription
 
@@ -15,6 +16,7 @@ __all__ = [
     "Agent",
     "ApiKey",
     "CalendarRow",
+    "CalendarVersion",
     "Contact",
     "Contract",
     "Entity",
@@ -22,6 +24,7 @@ __all__ = [
     "Organization",
     "OutboxEvent",
     "Plan",
+    "ServerSecret",
     "SlaClock",
     "SlaFiring",
     "Ticket",

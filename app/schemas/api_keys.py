@@ -7,12 +7,12 @@ from datetime import datetime
 
 from pydantic import Field
 
-from app.schemas.common import Instant, ReadModel, StrictModel
+from app.schemas.common import Instant, NonBlank, ReadModel, StrictModel
 from app.security import Role
 
 
 class ApiKeyCreate(StrictModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: NonBlank(200)
     role: Role
     organization_id: uuid.UUID | None = Field(default=None, description="required for customer")
     contact_id: uuid.UUID | None = Field(default=None, description="customer keys only")

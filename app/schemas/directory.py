@@ -6,13 +6,13 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import EmailStr, Field, StringConstraints
+from pydantic import EmailStr, Field
 
 from app.domain.vocab import DEFAULT_LOCALE, LOCALE_PATTERN, ContactRole
-from app.schemas.common import PatchModel, ReadModel, StrictModel
+from app.schemas.common import Bool, Int, NonBlank, PatchModel, ReadModel, StrictModel, Text
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Phone = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=50)]
+Name = NonBlank(200)
+Phone = NonBlank(50, min_length=3)
 Locale = Annotated[
     str,
     Field(
@@ -23,15 +23,15 @@ Locale = Annotated[
     ),
 ]
 Tier = Annotated[
-    int, Field(ge=1, le=4, description="1 support team, 2 senior, 3 development, 4 vendor")
+    Int, Field(ge=1, le=4, description="1 support team, 2 senior, 3 development, 4 vendor")
 ]
 
 
 class OrganizationCreate(StrictModel):
     name: Name
-    external_ref: str | None = Field(default=None, max_length=100)
-    notes: str | None = Field(default=None, max_length=4000)
-    active: bool = True
+    external_ref: Text(100) | None = None
+    notes: Text(4000) | None = None
+    active: Bool = True
     locale: Locale = DEFAULT_LOCALE
 
 
@@ -39,9 +39,9 @@ class OrganizationUpdate(PatchModel):
     nullable = frozenset({"external_ref", "notes"})
 
     name: Name | None = None
-    external_ref: str | None = Field(default=None, max_length=100)
-    notes: str | None = Field(default=None, max_length=4000)
-    active: bool | None = None
+    external_ref: Text(100) | None = None
+    notes: Text(4000) | None = None
+    active: Bool | None = None
     locale: Locale | None = None
 
 
@@ -70,7 +70,7 @@ class ContactUpdate(PatchModel):
     email: EmailStr | None = None
     phone: Phone | None = None
     role: ContactRole | None = None
-    active: bool | None = Field(
+    active: Bool | None = Field(
         default=None, description="false deactivates (personnel change); history is kept"
     )
 
@@ -92,14 +92,14 @@ class AgentCreate(StrictModel):
     name: Name
     email: EmailStr
     tier: Tier = 1
-    active: bool = True
+    active: Bool = True
 
 
 class AgentUpdate(PatchModel):
     name: Name | None = None
     email: EmailStr | None = None
     tier: Tier | None = None
-    active: bool | None = None
+    active: Bool | None = None
 
 
 class AgentRead(ReadModel):

@@ -6,16 +6,17 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field
 
 from app.domain.lifecycle import Action, CloseReason
 from app.domain.vocab import Category, Channel, Metric, Severity, TicketStatus
-from app.schemas.common import Instant, PatchModel, ReadModel, StrictModel
+from app.schemas.common import Instant, Int, NonBlank, PatchModel, ReadModel, StrictModel, Text
 
-Subject = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
-Body = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50_000)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
-Tier = Annotated[int, Field(ge=1, le=4)]
+Subject = NonBlank(300)
+Body = NonBlank(50_000)
+Reason = NonBlank(2000)
+Description = Text(50_000)
+Tier = Annotated[Int, Field(ge=1, le=4)]
 
 OCCURRED_AT = Field(
     default=None,
@@ -35,7 +36,7 @@ class TicketCreate(StrictModel):
     severity: Severity
     category: Category
     subject: Subject
-    description: Annotated[str, StringConstraints(max_length=50_000)] = ""
+    description: Description = ""
     received_at: Instant | None = Field(
         default=None,
         description="when the request arrived (default now): targets count from receipt",
@@ -48,7 +49,7 @@ class TicketCreate(StrictModel):
 
 class TicketUpdate(PatchModel):
     subject: Subject | None = None
-    description: Annotated[str, StringConstraints(max_length=50_000)] | None = None
+    description: Description | None = None
 
 
 # ----------------------------------------------------------------------- actions
@@ -74,10 +75,10 @@ class ContactAttemptBody(ActionBase):
 class EscalateBody(ActionBase):
     to_tier: Tier
     reason: Reason | None = Field(default=None, description="required when going down a tier")
-    vendor: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
+    vendor: NonBlank(200) | None = Field(
         default=None, description="required for tier 4 (the product vendor)"
     )
-    vendor_case_ref: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    vendor_case_ref: NonBlank(200) | None = None
 
 
 class ChangeBody(ActionBase):
