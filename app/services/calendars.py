@@ -92,10 +92,10 @@ async def last_versions(
     stmt = (
         select(CalendarVersion)
         .where(col(CalendarVersion.calendar_id).in_(calendar_ids))
-        .order_by(col(CalendarVersion.calendar_id), col(CalendarVersion.version).desc())
-        .distinct(col(CalendarVersion.calendar_id))
+        .order_by(col(CalendarVersion.version))
     )
-    return list((await session.execute(stmt)).scalars())
+    last = {v.calendar_id: v for v in (await session.execute(stmt)).scalars()}
+    return list(last.values())
 
 
 async def get_calendar(session: AsyncSession, calendar_id: uuid.UUID) -> CalendarRow:

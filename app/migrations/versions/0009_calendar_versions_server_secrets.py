@@ -1,5 +1,5 @@
-"""calendar_versions (what tickets were timed with outlives the calendar); server_secrets
-(the key that signs list cursors)
+"""calendar_versions (what tickets were timed with outlives the calendar, so sla_clocks no
+longer reference calendars by foreign key); server_secrets (the key that signs cursors)
 
 Revision ID: 0009
 Revises: 0008
@@ -39,6 +39,7 @@ def upgrade() -> None:
         "INSERT INTO calendar_versions (calendar_id, version, name, timezone, spec, created_at) "
         "SELECT id, version, name, timezone, spec, updated_at FROM calendars"
     )
+    op.drop_constraint("fk_sla_clocks_calendar_id_calendars", "sla_clocks", type_="foreignkey")
     op.create_table(
         "server_secrets",
         sa.Column("name", sa.String(length=64), nullable=False),
@@ -55,4 +56,16 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("server_secrets")
+    op.execute(
+        "UPDATE sla_clocks SET calendar_id = NULL WHERE calendar_id IS NOT NULL "
+        "AND calendar_id NOT IN (SELECT id FROM calendars)"
+    )
+    op.create_foreign_key(
+        "fk_sla_clocks_calendar_id_calendars",
+        "sla_clocks",
+        "calendars",
+        ["calendar_id"],
+        ["id"],
+        ondelete="SET NULL",
+    )
     op.drop_table("calendar_versions")
