@@ -286,10 +286,10 @@ def _webhook_operation(event: EventType) -> dict[str, Any]:
         },
         "responses": {
             "200": {
-                "description": "Any 2xx acknowledges the delivery. Anything else (3xx "
-                "included: redirects are not followed) is retried: immediately, 5 s, 5 min, "
-                "30 min, 2 h, 5 h, 10 h, 10 h (±10 %), honouring `Retry-After` on 429 and "
-                "5xx. 410 Gone disables the subscription."
+                "description": "Any 2xx acknowledges the delivery. A 3xx fails it at once "
+                "(redirects are not followed; fix the URL and redeliver). Anything else is "
+                "retried: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (±10 %), "
+                "honouring `Retry-After` on 429 and 5xx. 410 Gone disables the subscription."
             }
         },
         "description": f"{event.description}\n\n{ordering}",

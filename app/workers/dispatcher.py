@@ -25,7 +25,8 @@ Each round, in its own short transactions:
    retried record after a lost commit acknowledgement inserts it once) and, if this
    dispatcher still holds the lease, the delivery's next state — succeeded, retry at the
    later of the schedule (±jitter) and ``Retry-After`` (429/5xx, capped), failed when
-   the schedule is exhausted, or failed + subscription disabled on 410.
+   the schedule is exhausted, failed at once on a 3xx (never followed, so never retried),
+   or failed + subscription disabled on 410.
 
 A sender that dies keeps its lease until it expires; the delivery is then claimed again
 and re-sent with the same ``webhook-id`` (at-least-once). A cancelled dispatcher frees
@@ -623,7 +624,7 @@ class Dispatcher:
                     reply.headers.get("retry-after"), self.clock()
                 )
                 result.excerpt = await _excerpt(reply)
-            result.error = _status_error(reply)
+            result.error = _status_error(reply, reply.headers.get("location"))
         except AddressRefused as exc:
             result.error = f"address refused (SSRF protection): {exc}"
         except (TimeoutError, httpx.TimeoutException):
@@ -794,6 +795,8 @@ class Dispatcher:
                 }
                 if step.outcome is Outcome.FAILED:
                     values["last_error"] = f"{result.error}; retries exhausted"
+                elif step.outcome is Outcome.REDIRECTED:
+                    values["last_error"] = f"{result.error}; not retried"
             if step.outcome is Outcome.GONE:
                 await self._disable(conn, job, now)
         await conn.execute(
@@ -895,12 +898,16 @@ async def _excerpt(reply: httpx.Response) -> str | None:
     return bytes(chunks[:EXCERPT_BYTES]).decode("utf-8", errors="replace")
 
 
-def _status_error(reply: httpx.Response) -> str | None:
+def _status_error(reply: httpx.Response, location: str | None) -> str | None:
     status = reply.status_code
     if 200 <= status <= 299:
         return None
     if 300 <= status <= 399:
-        return f"HTTP {status}: redirects are not followed; update the URL"
+        to = f" (Location: {location[:200]})" if location else ""
+        return (
+            f"HTTP {status}{to}: redirects are not followed, so the delivery failed without "
+            "retries; update the subscription's URL, then redeliver"
+        )
     if status == 410:
         return "HTTP 410 Gone: the subscription is disabled"
     return f"HTTP {status}"
