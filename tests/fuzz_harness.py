@@ -33,6 +33,9 @@ from app.main import create_app
 ROLES = ("admin", "agent", "customer")
 PHASES = "examples,coverage,fuzzing,stateful"
 ST = str(Path(sys.executable).with_name("st"))
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = Path(__file__).with_name("schemathesis.toml")
+HOOKS = "tests.fuzz_hooks"
 
 
 class LiveServer:
@@ -191,7 +194,12 @@ def seed(base_url: str, admin_key: str) -> Seeded:
         first, second, third = (t["id"] for t in tickets)
         _ok(api.post(f"/v1/tickets/{first}/actions/assign", json={"agent_id": agent["id"]}))
         _ok(api.post(f"/v1/tickets/{first}/actions/reply", json={"body": "On it."}))
-        _ok(api.post(f"/v1/tickets/{first}/worklogs", json={"kind": "work", "minutes": 30, "occurred_at": worked}))
+        _ok(
+            api.post(
+                f"/v1/tickets/{first}/worklogs",
+                json={"kind": "work", "minutes": 30, "occurred_at": worked},
+            )
+        )
         _ok(api.put(f"/v1/tickets/{first}/estimate", json={"minutes": 120}))
         _ok(api.post(f"/v1/tickets/{second}/actions/request_info", json={"body": "Logs?"}))
         _ok(
@@ -208,9 +216,9 @@ def seed(base_url: str, admin_key: str) -> Seeded:
         )
         _ok(api.post(f"/v1/tickets/{second}/actions/note", json={"body": "internal"}))
         keys = {"admin": admin_key}
-        keys["agent"] = _ok(
-            api.post("/v1/api-keys", json={"name": "fuzz agent", "role": "agent"})
-        )["key"]
+        keys["agent"] = _ok(api.post("/v1/api-keys", json={"name": "fuzz agent", "role": "agent"}))[
+            "key"
+        ]
         keys["customer"] = _ok(
             api.post(
                 "/v1/api-keys",
@@ -238,6 +246,8 @@ def run_schemathesis(
     """`st run` with every phase and every check; returns the finished process."""
     command = [
         ST,
+        "--config-file",
+        str(CONFIG),
         "run",
         f"{base_url}/openapi.json",
         "--checks",
@@ -254,14 +264,22 @@ def run_schemathesis(
         "all",
         "--request-timeout",
         "60",
+        "--generation-database",
+        "none",
         "--no-color",
         *extra,
     ]
     if seed_value is not None:
         command += ["--seed", str(seed_value)]
-    env = {**os.environ, "SCHEMATHESIS_TELEMETRY": "false", "COLUMNS": "120"}
+    env = {
+        **os.environ,
+        "SCHEMATHESIS_HOOKS": HOOKS,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "SCHEMATHESIS_TELEMETRY": "false",
+        "COLUMNS": "120",
+    }
     return subprocess.run(
-        command, capture_output=True, text=True, env=env, timeout=timeout, check=False
+        command, capture_output=True, text=True, env=env, timeout=timeout, check=False, cwd=ROOT
     )
 
 

@@ -84,7 +84,7 @@ async def test_actions_on_a_ticket_whose_calendar_was_deleted(
 async def test_the_simulator_replays_a_period_with_a_deleted_calendar(
     admin: httpx.AsyncClient,
 ) -> None:
-    _, ticket, _, org = await _orphaned(admin)
+    _, _, _, org = await _orphaned(admin)
     now = datetime.now(UTC)
     body = {
         "from": (now - timedelta(days=1)).isoformat(),

@@ -21,6 +21,26 @@ Note = NonBlank(2000)
 
 
 class WorklogCreate(StrictModel):
+    # Said in the schema as well as checked (services.worklogs): minutes for a session or
+    # work, consultants only for a session.
+    model_config = {
+        "json_schema_extra": {
+            "allOf": [
+                {
+                    "if": {"properties": {"kind": {"enum": ["session", "work"]}}},
+                    "then": {
+                        "required": ["minutes"],
+                        "properties": {"minutes": {"type": "integer"}},
+                    },
+                },
+                {
+                    "if": {"properties": {"kind": {"enum": ["follow_up", "work"]}}},
+                    "then": {"properties": {"consultants": {"const": 1}}},
+                },
+            ]
+        }
+    }
+
     kind: EntryKind = Field(
         description="`follow_up` (charged the plan's follow-up minutes, 15 by default, "
         "whatever its length), `session` (minutes x consultants) or `work` (minutes)"

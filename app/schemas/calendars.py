@@ -11,6 +11,7 @@ from pydantic import Field, WithJsonSchema
 from app.schemas.common import (
     DateInRange,
     Instant,
+    Interval,
     NonBlank,
     PatchModel,
     ReadModel,
@@ -106,7 +107,7 @@ class DueRead(ReadModel):
     start: datetime
     minutes: int
     due_at: datetime
-    intervals: list[tuple[datetime, datetime]] = Field(
+    intervals: list[Interval] = Field(
         description="the business intervals counted, in order; their lengths sum to `minutes`"
     )
 

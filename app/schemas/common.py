@@ -15,7 +15,6 @@ from pydantic import (
     GetJsonSchemaHandler,
     StrictBool,
     StrictFloat,
-    StrictInt,
     WithJsonSchema,
     field_validator,
 )
@@ -132,12 +131,34 @@ DateInRange = Annotated[
     ),
 ]
 
+# A business interval in a response: [start, end), two instants (a pair, not a tuple
+# schema, so that every client and validator reads it).
+Interval = Annotated[
+    tuple[datetime, datetime],
+    WithJsonSchema(
+        {
+            "type": "array",
+            "items": {"type": "string", "format": "date-time"},
+            "minItems": 2,
+            "maxItems": 2,
+        }
+    ),
+]
+
+
 # ----------------------------------------------------------------- strict scalars
 #
 # FastAPI validates a JSON body in pydantic's python mode, where lax mode would turn
 # `true` into 1, "20" into 20 and 0 into false. Request models use these instead of the
 # bare types (tests/test_contract.py fails on a bare int, float or bool in a request).
-Int = StrictInt
+def _a_number_not_a_bool_or_string(value: Any) -> Any:
+    # JSON Schema's `integer` includes 2.0; a string or a boolean is not a number.
+    if isinstance(value, bool | str | bytes):
+        raise PydanticCustomError("int_type", "must be an integer (a JSON number)")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_a_number_not_a_bool_or_string)]
 Bool = StrictBool
 Number = Annotated[StrictFloat, Field(allow_inf_nan=False)]  # an integer is a number too
 
@@ -183,6 +204,19 @@ TimeZoneName = Annotated[
 ]
 
 
+# An e-mail address, as the pattern says (a dot-atom before the @, a domain name with a
+# letters-only top-level label after it): what a person types, no quoted or IP forms.
+EMAIL_PATTERN = (
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+)
+PATTERN_HELP[EMAIL_PATTERN] = "must be an e-mail address such as ana@example.com"
+Email = Annotated[
+    str,
+    Field(max_length=254, pattern=EMAIL_PATTERN, examples=["ana@acme.example"]),
+]
+
+
 def _no_nul(value: Any) -> bool:
     if isinstance(value, str):
         return "\x00" not in value
@@ -206,6 +240,32 @@ class StrictModel(BaseModel):
             raise ValueError("must not contain NUL (\\u0000) characters")
         return value
 
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        _bounds_as_keywords(handler.resolve_ref_schema(json_schema))
+        return json_schema
+
+
+# Bounds on a validated-before type (Int) reach the schema under pydantic's own names.
+_BOUNDS = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum", "lt": "exclusiveMaximum"}
+
+
+def _bounds_as_keywords(node: Any) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _bounds_as_keywords(item)
+    elif isinstance(node, dict):
+        if node.get("type") in ("integer", "number"):
+            for ours, keyword in _BOUNDS.items():
+                if ours in node:
+                    node[keyword] = node.pop(ours)
+        for key, value in node.items():
+            if key not in ("examples", "example", "default", "enum", "const"):
+                _bounds_as_keywords(value)
+
 
 class PatchModel(StrictModel):
     """A partial update: only the fields sent change. ``null`` is accepted (and documented)
@@ -227,7 +287,7 @@ class PatchModel(StrictModel):
     def __get_pydantic_json_schema__(
         cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
-        json_schema = handler(schema)
+        json_schema = super().__get_pydantic_json_schema__(schema, handler)
         target = handler.resolve_ref_schema(json_schema)
         for name, prop in target.get("properties", {}).items():
             if name in cls.nullable:

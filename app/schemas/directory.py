@@ -6,10 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import EmailStr, Field
+from pydantic import Field
 
 from app.domain.vocab import DEFAULT_LOCALE, LOCALE_PATTERN, ContactRole
-from app.schemas.common import Bool, Int, NonBlank, PatchModel, ReadModel, StrictModel, Text
+from app.schemas.common import Bool, Email, Int, NonBlank, PatchModel, ReadModel, StrictModel, Text
 
 Name = NonBlank(200)
 Phone = NonBlank(50, min_length=3)
@@ -58,7 +58,7 @@ class OrganizationRead(ReadModel):
 
 class ContactCreate(StrictModel):
     name: Name
-    email: EmailStr
+    email: Email
     phone: Phone | None = None
     role: ContactRole = ContactRole.AUTHORIZED
 
@@ -67,7 +67,7 @@ class ContactUpdate(PatchModel):
     nullable = frozenset({"phone"})
 
     name: Name | None = None
-    email: EmailStr | None = None
+    email: Email | None = None
     phone: Phone | None = None
     role: ContactRole | None = None
     active: Bool | None = Field(
@@ -90,14 +90,14 @@ class ContactRead(ReadModel):
 
 class AgentCreate(StrictModel):
     name: Name
-    email: EmailStr
+    email: Email
     tier: Tier = 1
     active: Bool = True
 
 
 class AgentUpdate(PatchModel):
     name: Name | None = None
-    email: EmailStr | None = None
+    email: Email | None = None
     tier: Tier | None = None
     active: Bool | None = None
 

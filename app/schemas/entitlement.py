@@ -9,7 +9,7 @@ from pydantic import Field
 
 from app.domain.entitlement import Reason
 from app.domain.vocab import Category, Channel, ClockKind, Metric, Severity, TicketStatus
-from app.schemas.common import Instant, ReadModel, StrictModel
+from app.schemas.common import Instant, Interval, ReadModel, StrictModel
 from app.schemas.contracts import ContractSummary
 from app.schemas.plans import AutoClose, Billing, PlanSummary, TargetSpec
 
@@ -76,7 +76,7 @@ class PreviewTarget(ReadModel):
     )
     due_at: datetime | None = Field(description="null for best effort")
     warnings: list[WarningRead]
-    intervals: list[tuple[datetime, datetime]] = Field(
+    intervals: list[Interval] = Field(
         description="the business intervals counted, in order; they sum to `minutes`"
     )
     escalate_to_tier: int | None

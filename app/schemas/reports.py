@@ -133,11 +133,15 @@ class SimulationRequest(StrictModel):
     tz: TimeZoneName = "UTC"
     changed_limit: Int = Field(default=100, ge=0, le=MAX_CHANGED_LIMIT)
 
-    model_config = {"populate_by_name": True, "extra": "forbid"}
+    model_config = {
+        "populate_by_name": True,
+        "extra": "forbid",
+        "json_schema_extra": {"not": {"required": ["plan_id", "plan"]}},
+    }
 
     @model_validator(mode="after")
     def _one_plan(self) -> SimulationRequest:
-        if self.plan_id is not None and self.plan is not None:
+        if {"plan_id", "plan"} <= self.model_fields_set:
             raise ValueError("give plan_id or plan, not both")
         return self
 
