@@ -46,7 +46,12 @@ LimitQuery = Annotated[
     int, Query(ge=1, le=MAX_LIMIT, description=f"Page length (max {MAX_LIMIT}).")
 ]
 CursorQuery = Annotated[
-    str | None, Query(max_length=512, description="`next_cursor` of the previous page.")
+    str | None,
+    Query(
+        max_length=512,
+        pattern=r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$",
+        description="`next_cursor` of the previous page (opaque, signed).",
+    ),
 ]
 
 

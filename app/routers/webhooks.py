@@ -89,7 +89,7 @@ async def list_deliveries(
     session: SessionDep,
     principal: AdminKey,
     subscription_id: uuid.UUID | None = Query(default=None),
-    event_type: str | None = Query(default=None, max_length=64),
+    event_type: str | None = Query(default=None, pattern=r"^[A-Za-z0-9_.*-]{1,64}$"),
     status: DeliveryStatus | None = Query(default=None),
     ticket_id: uuid.UUID | None = Query(default=None),
     event_id: uuid.UUID | None = Query(default=None),

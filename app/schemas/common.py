@@ -181,8 +181,10 @@ def _trim(value: str) -> str:
 
 
 def Text(max_length: int, **extra: Any) -> Any:
-    """A string up to ``max_length`` characters (may be empty or blank)."""
-    return Annotated[str, Field(max_length=max_length, pattern=TEXT_PATTERN, **extra)]
+    """A string up to ``max_length`` characters (may be empty or blank), trimmed."""
+    return Annotated[
+        str, Field(max_length=max_length, pattern=TEXT_PATTERN, **extra), AfterValidator(_trim)
+    ]
 
 
 def NonBlank(max_length: int, *, min_length: int = 1, **extra: Any) -> Any:
