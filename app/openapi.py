@@ -7,6 +7,7 @@ large) and 415 (a Content-Type it does not take). Routes declare only their own 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import FastAPI
@@ -42,6 +43,7 @@ def install_openapi(app: FastAPI) -> None:
                     responses.setdefault(str(status), shared[str(status)])
                 if "422" in responses:  # FastAPI's own 422 model is not what we send
                     responses["422"] = shared["422"]
+        _link_created_resources(schema.get("paths", {}))
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         for unused in ("HTTPValidationError", "ValidationError"):
             components.pop(unused, None)
@@ -50,6 +52,33 @@ def install_openapi(app: FastAPI) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _link_created_resources(paths: dict[str, Any]) -> None:
+    """OpenAPI links from each creation (`POST /x` answering 201 with an `id`) to every
+    operation on `/x/{param}…`, the new id as that parameter: clients and stateful API
+    testers can follow a resource from its creation to everything that acts on it."""
+    for path, operations in paths.items():
+        created = operations.get("post", {}).get("responses", {}).get("201")
+        if created is None:
+            continue
+        links = created.setdefault("links", {})
+        for other, other_operations in paths.items():
+            rest = other[len(path) :]
+            if not other.startswith(path + "/{") or "}" not in rest:
+                continue
+            param = rest[2 : rest.index("}")]
+            for method, operation in other_operations.items():
+                if "operationId" not in operation:
+                    continue
+                parameters = {param: "$response.body#/id"}
+                for own in operations["post"].get("parameters", []):
+                    if own["in"] == "path":
+                        parameters[own["name"]] = f"$request.path.{own['name']}"
+                name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{method}{other}").strip("_")
+                links[name] = {"operationId": operation["operationId"], "parameters": parameters}
+        if not links:
+            created.pop("links")
 
 
 def _add_problem_schema(schema: dict[str, Any]) -> None:
