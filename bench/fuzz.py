@@ -72,7 +72,7 @@ def main() -> int:
                         "--report",
                         "ndjson",
                         "--report-dir",
-                        str(Path(args.report_dir) / role),
+                        str((Path(args.report_dir) / role).resolve()),
                     ),
                 )
                 took = time.monotonic() - started

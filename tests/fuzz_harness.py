@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -240,6 +241,7 @@ def run_schemathesis(
     max_examples: int,
     seed_value: int | None = None,
     workers: int = 1,
+    phases: str = PHASES,
     extra: tuple[str, ...] = (),
     timeout: float | None = None,
 ) -> subprocess.CompletedProcess[str]:
@@ -253,7 +255,7 @@ def run_schemathesis(
         "--checks",
         "all",
         "--phases",
-        PHASES,
+        phases,
         "--max-examples",
         str(max_examples),
         "--workers",
@@ -278,9 +280,12 @@ def run_schemathesis(
         "SCHEMATHESIS_TELEMETRY": "false",
         "COLUMNS": "120",
     }
-    return subprocess.run(
-        command, capture_output=True, text=True, env=env, timeout=timeout, check=False, cwd=ROOT
-    )
+    # Its own working directory: Schemathesis keeps a cache where it runs.
+    with tempfile.TemporaryDirectory(prefix="sladesk-fuzz-") as workdir:
+        return subprocess.run(
+            command, capture_output=True, text=True, env=env, timeout=timeout, check=False,
+            cwd=workdir,
+        )  # fmt: skip
 
 
 def summary_lines(output: str) -> list[str]:

@@ -10,7 +10,7 @@ from sqlalchemy import DateTime, Index, Integer, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-from app.models.base import Entity
+from app.models.base import Entity, utcnow
 
 
 class CalendarRow(Entity, table=True):
@@ -42,6 +42,7 @@ class CalendarVersion(SQLModel, table=True):
     timezone: str = Field(max_length=64)
     spec: dict[str, Any] = Field(sa_type=JSONB)
     created_at: datetime = Field(
+        default_factory=utcnow,
         sa_type=DateTime(timezone=True),
         sa_column_kwargs={"server_default": func.now()},
         nullable=False,

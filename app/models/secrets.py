@@ -7,6 +7,8 @@ from datetime import datetime
 from sqlalchemy import DateTime, func
 from sqlmodel import Field, SQLModel
 
+from app.models.base import utcnow
+
 
 class ServerSecret(SQLModel, table=True):
     """A named random key, made once by the first process that needs it (e.g. the key that
@@ -17,6 +19,7 @@ class ServerSecret(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=64)
     value: str = Field(max_length=200)
     created_at: datetime = Field(
+        default_factory=utcnow,
         sa_type=DateTime(timezone=True),
         sa_column_kwargs={"server_default": func.now()},
         nullable=False,

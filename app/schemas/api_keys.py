@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import Field
 
@@ -12,7 +13,7 @@ from app.security import Role
 
 
 class ApiKeyCreate(StrictModel):
-    name: NonBlank(200)
+    name: Annotated[str, NonBlank(200)]
     role: Role
     organization_id: uuid.UUID | None = Field(default=None, description="required for customer")
     contact_id: uuid.UUID | None = Field(default=None, description="customer keys only")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -17,7 +17,7 @@ MAX_ENTRY_MINUTES = 24 * 60
 MAX_CONSULTANTS = 50
 MAX_ESTIMATE_MINUTES = 1_000_000
 
-Note = NonBlank(2000)
+Note = Annotated[str, NonBlank(2000)]
 
 
 class WorklogCreate(StrictModel):

@@ -42,7 +42,7 @@ WeeklyHours = Annotated[
     dict[str, Annotated[list[str], Field(max_length=12)]] | str,
     WithJsonSchema(_WEEKLY_HOURS_SCHEMA),
 ]
-Name = NonBlank(200)
+Name = Annotated[str, NonBlank(200)]
 Timezone = TimeZoneName
 
 
@@ -54,7 +54,7 @@ class HolidaySource(StrictModel):
 class Closure(StrictModel):
     start: Instant
     end: Instant
-    reason: Text(500) | None = None
+    reason: Annotated[str, Text(500)] | None = None
 
 
 class CalendarSpec(StrictModel):

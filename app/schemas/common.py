@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, ClassVar
 
+from annotated_types import GroupedMetadata
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -15,6 +18,7 @@ from pydantic import (
     GetJsonSchemaHandler,
     StrictBool,
     StrictFloat,
+    StringConstraints,
     WithJsonSchema,
     field_validator,
 )
@@ -180,20 +184,31 @@ def _trim(value: str) -> str:
     return value.strip(WHITESPACE)
 
 
-def Text(max_length: int, **extra: Any) -> Any:
-    """A string up to ``max_length`` characters (may be empty or blank), trimmed."""
-    return Annotated[
-        str, Field(max_length=max_length, pattern=TEXT_PATTERN, **extra), AfterValidator(_trim)
-    ]
+@dataclass(frozen=True)
+class Text(GroupedMetadata):
+    """``Annotated[str, Text(n)]``: up to ``n`` characters as sent (may be empty or blank),
+    no NUL, trimmed."""
+
+    max_length: int
+
+    def __iter__(self) -> Iterator[Any]:
+        yield StringConstraints(max_length=self.max_length, pattern=TEXT_PATTERN)
+        yield AfterValidator(_trim)
 
 
-def NonBlank(max_length: int, *, min_length: int = 1, **extra: Any) -> Any:
-    """A string with at least one character that is not whitespace, trimmed."""
-    return Annotated[
-        str,
-        Field(min_length=min_length, max_length=max_length, pattern=NON_BLANK_PATTERN, **extra),
-        AfterValidator(_trim),
-    ]
+@dataclass(frozen=True)
+class NonBlank(GroupedMetadata):
+    """``Annotated[str, NonBlank(n)]``: ``min_length``..``n`` characters as sent, at least
+    one that is not whitespace, no NUL, trimmed."""
+
+    max_length: int
+    min_length: int = 1
+
+    def __iter__(self) -> Iterator[Any]:
+        yield StringConstraints(
+            min_length=self.min_length, max_length=self.max_length, pattern=NON_BLANK_PATTERN
+        )
+        yield AfterValidator(_trim)
 
 
 TimeZoneName = Annotated[
@@ -204,7 +219,6 @@ TimeZoneName = Annotated[
         examples=["America/Vancouver", "UTC"],
     ),
 ]
-
 
 # An e-mail address, as the pattern says (a dot-atom before the @, a domain name with a
 # letters-only top-level label after it): what a person types, no quoted or IP forms.

@@ -14,7 +14,7 @@ ContractDate = Annotated[
     DateInRange,
     Field(description="a local date of the plan's calendar time zone (inclusive)"),
 ]
-Reference = NonBlank(100)
+Reference = Annotated[str, NonBlank(100)]
 HoursBudget = Annotated[Number, Field(ge=0, le=100_000, description="budgeted hours (2 decimals)")]
 
 

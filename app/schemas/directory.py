@@ -11,8 +11,8 @@ from pydantic import Field
 from app.domain.vocab import DEFAULT_LOCALE, LOCALE_PATTERN, ContactRole
 from app.schemas.common import Bool, Email, Int, NonBlank, PatchModel, ReadModel, StrictModel, Text
 
-Name = NonBlank(200)
-Phone = NonBlank(50, min_length=3)
+Name = Annotated[str, NonBlank(200)]
+Phone = Annotated[str, NonBlank(50, min_length=3)]
 Locale = Annotated[
     str,
     Field(
@@ -29,8 +29,8 @@ Tier = Annotated[
 
 class OrganizationCreate(StrictModel):
     name: Name
-    external_ref: Text(100) | None = None
-    notes: Text(4000) | None = None
+    external_ref: Annotated[str, Text(100)] | None = None
+    notes: Annotated[str, Text(4000)] | None = None
     active: Bool = True
     locale: Locale = DEFAULT_LOCALE
 
@@ -39,8 +39,8 @@ class OrganizationUpdate(PatchModel):
     nullable = frozenset({"external_ref", "notes"})
 
     name: Name | None = None
-    external_ref: Text(100) | None = None
-    notes: Text(4000) | None = None
+    external_ref: Annotated[str, Text(100)] | None = None
+    notes: Annotated[str, Text(4000)] | None = None
     active: Bool | None = None
     locale: Locale | None = None
 

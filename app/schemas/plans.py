@@ -22,8 +22,8 @@ PlanCode = Annotated[
         examples=["vitrium-standard"],
     ),
 ]
-Name = NonBlank(200)
-Description = Text(4000)
+Name = Annotated[str, NonBlank(200)]
+Description = Annotated[str, Text(4000)]
 
 
 Percent = Annotated[Int, Field(ge=1, le=99)]

@@ -12,10 +12,10 @@ from app.domain.lifecycle import Action, CloseReason
 from app.domain.vocab import Category, Channel, Metric, Severity, TicketStatus
 from app.schemas.common import Instant, Int, NonBlank, PatchModel, ReadModel, StrictModel, Text
 
-Subject = NonBlank(300)
-Body = NonBlank(50_000)
-Reason = NonBlank(2000)
-Description = Text(50_000)
+Subject = Annotated[str, NonBlank(300)]
+Body = Annotated[str, NonBlank(50_000)]
+Reason = Annotated[str, NonBlank(2000)]
+Description = Annotated[str, Text(50_000)]
 Tier = Annotated[Int, Field(ge=1, le=4)]
 
 OCCURRED_AT = Field(
@@ -75,10 +75,10 @@ class ContactAttemptBody(ActionBase):
 class EscalateBody(ActionBase):
     to_tier: Tier
     reason: Reason | None = Field(default=None, description="required when going down a tier")
-    vendor: NonBlank(200) | None = Field(
+    vendor: Annotated[str, NonBlank(200)] | None = Field(
         default=None, description="required for tier 4 (the product vendor)"
     )
-    vendor_case_ref: NonBlank(200) | None = None
+    vendor_case_ref: Annotated[str, NonBlank(200)] | None = None
 
 
 class ChangeBody(ActionBase):

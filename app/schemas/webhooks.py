@@ -43,7 +43,7 @@ EventTypes = Annotated[
         "for all.",
     ),
 ]
-Description = Text(500)
+Description = Annotated[str, Text(500)]
 
 
 class WebhookCreate(StrictModel):
