@@ -162,11 +162,11 @@ class _Contract:
     media_types: frozenset[str]
 
 
-_contracts: dict[int, _Contract] = {}
+_KEY = "_sladesk_contract"  # kept on the route object itself (routes are not hashable)
 
 
 def _contract(route: APIRoute) -> _Contract:
-    found = _contracts.get(id(route))
+    found: _Contract | None = route.__dict__.get(_KEY)
     if found is None:
         flat = get_flat_params(route.dependant)
         query = frozenset(f.alias for f in flat if isinstance(f.field_info, params.Query))
@@ -176,7 +176,7 @@ def _contract(route: APIRoute) -> _Contract:
         extra = (route.openapi_extra or {}).get("requestBody", {})
         media.update(str(k) for k in extra.get("content", {}))
         found = _Contract(query, frozenset(m.lower() for m in media))
-        _contracts[id(route)] = found
+        route.__dict__[_KEY] = found
     return found
 
 
