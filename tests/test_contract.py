@@ -295,3 +295,20 @@ async def test_a_signed_cursor_cannot_be_altered_but_still_pages(
     altered = f"{_forged(values)}.{signature}"
     response = await admin.get("/v1/organizations", params={"cursor": altered})
     assert_problem(response, 422, "validation-error")
+
+
+def test_creations_link_to_what_acts_on_the_new_resource() -> None:
+    """Stateful clients (and the fuzz test's stateful phase) follow these."""
+    links = SPEC["paths"]["/v1/tickets"]["post"]["responses"]["201"]["links"]
+    resolve = links["post_v1_tickets_ticket_id_actions_resolve"]
+    assert resolve["parameters"] == {"ticket_id": "$response.body#/id"}
+    operation_ids = {op["operationId"] for ops in SPEC["paths"].values() for op in ops.values()}
+    assert all(link["operationId"] in operation_ids for link in links.values())
+    contacts = SPEC["paths"]["/v1/organizations/{organization_id}/contacts"]["post"]
+    link = contacts["responses"]["201"]["links"][
+        "get_v1_organizations_organization_id_contacts_contact_id"
+    ]
+    assert link["parameters"] == {
+        "contact_id": "$response.body#/id",
+        "organization_id": "$request.path.organization_id",
+    }
