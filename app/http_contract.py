@@ -124,7 +124,7 @@ class MethodsMiddleware:
             )
             await _respond(scope, receive, send, 405, allow, error.to_problem(scope["path"]))
         elif method == "HEAD" and "HEAD" not in owner.native:
-            await self.app({**scope, "method": "GET"}, receive, _without_body(send))
+            await _as_head(self.app, scope, receive, send)
         else:
             await self.app(scope, receive, send)
 
@@ -142,15 +142,27 @@ async def _respond(
     await response(scope, receive, send)
 
 
-def _without_body(send: Send) -> Send:
-    """A GET answered as HEAD: the same status and headers, no body."""
+async def _as_head(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Run the GET and answer its status and headers only. The response ends with its
+    headers, and the GET then reads a disconnect, so that a stream (server-sent events)
+    stops instead of running for a client that will never read it."""
+    done = False
 
     async def head_send(message: AsgiMessage) -> None:
-        if message["type"] == "http.response.body":
-            message = {**message, "body": b""}
-        await send(message)
+        nonlocal done
+        if done:
+            return
+        if message["type"] == "http.response.start":
+            await send(message)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            done = True
 
-    return head_send
+    async def head_receive() -> AsgiMessage:
+        if done:
+            return {"type": "http.disconnect"}
+        return await receive()
+
+    await app({**scope, "method": "GET"}, head_receive, head_send)
 
 
 # ------------------------------------------------------------------ request contract

@@ -131,3 +131,35 @@ def test_literal_paths_are_tried_before_templates_that_match_them(app: object) -
         for template in routes[:i]:
             if template.param_convertors and template.path_regex.match(literal.path):
                 raise AssertionError(f"{template.path} is tried before {literal.path}")
+
+
+async def test_head_of_a_stream_ends_with_the_headers() -> None:
+    """HEAD runs the GET; for an endless stream (server-sent events) it must end with the
+    headers, not wait for a body that never ends."""
+    import asyncio
+    from collections.abc import AsyncIterator
+
+    from fastapi import FastAPI
+    from fastapi.responses import StreamingResponse
+
+    from app.http_contract import MethodsMiddleware
+
+    stream_app = FastAPI()
+
+    @stream_app.get("/events")
+    async def events() -> StreamingResponse:
+        async def forever() -> AsyncIterator[bytes]:
+            while True:
+                yield b"data: tick\n\n"
+                await asyncio.sleep(0.01)
+
+        return StreamingResponse(forever(), media_type="text/event-stream")
+
+    stream_app.add_middleware(MethodsMiddleware)
+    transport = httpx.ASGITransport(app=stream_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        # A hang guard, not a timing assertion: without the fix this never returns.
+        response = await asyncio.wait_for(c.head("/events"), timeout=30)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.content == b""
