@@ -12,13 +12,14 @@ import logging
 import os
 import time
 import uuid
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import event, make_url
+from sqlalchemy import event, make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -30,6 +31,7 @@ from sqlalchemy.pool import NullPool
 
 from app import dburl
 from app.config import Settings
+from app.pagination import CURSOR_SECRET, cursor_key
 
 logger = logging.getLogger("sladesk.db")
 
@@ -110,8 +112,38 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
 
 
+async def server_secret(engine: AsyncEngine, name: str) -> bytes:
+    """The named secret of ``server_secrets``, made (random) by the first process that asks;
+    its own transaction, so that a read-only unit of work can still have it."""
+    candidate = secrets.token_urlsafe(32)
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO server_secrets (name, value) VALUES (:name, :value) "
+                "ON CONFLICT (name) DO NOTHING"
+            ),
+            {"name": name, "value": candidate},
+        )
+        value = (
+            await conn.execute(
+                text("SELECT value FROM server_secrets WHERE name = :name"), {"name": name}
+            )
+        ).scalar_one()
+    return str(value).encode()
+
+
+async def _cursor_key(request: Request) -> bytes:
+    key: bytes | None = getattr(request.app.state, "cursor_key", None)
+    if key is None:
+        key = await server_secret(request.app.state.engine, CURSOR_SECRET)
+        request.app.state.cursor_key = key
+    return key
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """The unit of work of one request: commit on return, roll back on error."""
+    """The unit of work of one request: commit on return, roll back on error. It also
+    makes the cursor signing key current for the request (app.pagination)."""
+    cursor_key.set(await _cursor_key(request))
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     async with sessionmaker() as session:
         try:

@@ -21,6 +21,9 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 logger = logging.getLogger("sladesk.errors")
 
+# What a shared `pattern` means, said for a person (app.schemas.common registers them).
+PATTERN_HELP: dict[str, str] = {}
+
 
 def problem_type(slug: str) -> str:
     return PROBLEM_BASE + slug
@@ -222,9 +225,12 @@ def _validation_problem(exc: RequestValidationError) -> AppError:
     fields = []
     for err in errors:
         kind = str(err.get("type", "invalid"))
-        message = str(err.get("msg", "invalid value"))
+        message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
         if kind == "extra_forbidden":
             message = "unknown field; remove it (see the schema in /docs)"
+        elif kind == "string_pattern_mismatch":
+            pattern = (err.get("ctx") or {}).get("pattern")
+            message = PATTERN_HELP.get(str(pattern), message)
         elif kind == "timezone_aware":
             message = "must carry a timezone offset, e.g. 2026-03-06T17:00:00-08:00 or ...Z"
         elif _plus_decoded_as_space(err):
@@ -265,7 +271,9 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         error: AppError
         if exc.status_code == 404:
-            error = NotFound(f"No route {request.method} {request.url.path}; see /docs.")
+            path = request.url.path
+            hint = " (without the trailing slash?)" if len(path) > 1 and path.endswith("/") else ""
+            error = NotFound(f"No route {request.method} {path}{hint}; see /docs.")
         elif exc.status_code == 413:
             error = PayloadTooLarge(str(exc.detail))
         elif exc.status_code == 405:

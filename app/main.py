@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -14,6 +14,7 @@ from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 from app.docs import install_docs
 from app.errors import install_error_handlers
+from app.http_contract import MethodsMiddleware, request_contract
 from app.migrate import head_revision
 from app.observability import (
     BodyLimitMiddleware,
@@ -93,6 +94,9 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         lifespan=lifespan,
         docs_url=None,  # app.docs serves both pages with assets from the package
         redoc_url=None,
+        # A redirect to the slash-less path would be built from the Host header.
+        redirect_slashes=False,
+        dependencies=[Depends(request_contract)],
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
@@ -132,6 +136,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     webhooks.document_webhooks(app)
 
     # Outermost last: the request id and metrics see everything, the limit sits inside.
+    app.add_middleware(MethodsMiddleware)
     app.add_middleware(
         BodyLimitMiddleware,
         limit=settings.max_body_bytes,

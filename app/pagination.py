@@ -1,14 +1,22 @@
 """Cursor (keyset) pagination: stable under inserts, fast at any depth.
 
-A cursor is an opaque, URL-safe token carrying the sort key of the last row returned.
+A cursor is an opaque, URL-safe token carrying the sort key of the last row returned,
+signed (HMAC-SHA256) with a server secret kept in the database (``server_secrets``), so
+that a forged or altered cursor is refused (a 422 on ``query.cursor``) before any of its
+values reaches SQL; the values are validated again anyway (instants go through the one
+instant validation, app.schemas.common.parse_instant).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
+import secrets
 import uuid
 from collections.abc import Sequence
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -18,7 +26,8 @@ from sqlalchemy import Select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.elements import ColumnElement
 
-from app.errors import invalid_field
+from app.errors import ValidationFailed, invalid_field
+from app.schemas.common import parse_instant
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -37,13 +46,38 @@ LimitQuery = Annotated[
     int, Query(ge=1, le=MAX_LIMIT, description=f"Page length (max {MAX_LIMIT}).")
 ]
 CursorQuery = Annotated[
-    str | None, Query(max_length=512, description="`next_cursor` of the previous page.")
+    str | None,
+    Query(
+        max_length=512,
+        pattern=r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$",
+        description="`next_cursor` of the previous page (opaque, signed).",
+    ),
 ]
+
+
+CURSOR_SECRET = "cursor-signing"
+# The signing key of this request (set by the session dependency from server_secrets);
+# code running outside a request (benchmarks, scripts) signs with a key of its process.
+_PROCESS_KEY = secrets.token_bytes(32)
+cursor_key: ContextVar[bytes] = ContextVar("cursor_key", default=_PROCESS_KEY)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode((text + "=" * (-len(text) % 4)).encode())
+
+
+def _signature(payload: str) -> str:
+    return _b64(hmac.new(cursor_key.get(), payload.encode(), hashlib.sha256).digest()[:16])
 
 
 def encode_cursor(values: Sequence[Any]) -> str:
     raw = json.dumps([_encode_value(v) for v in values], separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    payload = _b64(raw.encode())
+    return f"{payload}.{_signature(payload)}"
 
 
 def _encode_value(value: Any) -> Any:
@@ -57,23 +91,37 @@ def _encode_value(value: Any) -> Any:
 def _decode_value(value: Any) -> Any:
     if isinstance(value, dict) and len(value) == 1:
         if "t" in value:
-            return datetime.fromisoformat(value["t"])
+            return parse_instant(value["t"])
         if "u" in value:
             return uuid.UUID(value["u"])
-    return value
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise ValueError("out of range")
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("NUL")
+    if isinstance(value, int | float | str):
+        return value
+    raise ValueError("not a sort key")
+
+
+def _refused() -> ValidationFailed:
+    return invalid_field(
+        "query.cursor", "not a cursor returned by this list; start without one", "cursor"
+    )
 
 
 def decode_cursor(cursor: str, arity: int) -> list[Any]:
+    payload, _, signature = cursor.partition(".")
+    if not hmac.compare_digest(signature.encode(), _signature(payload).encode()):
+        raise _refused()
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        values = json.loads(_unb64(payload))
         if not isinstance(values, list) or len(values) != arity:
             raise ValueError("wrong shape")
         return [_decode_value(v) for v in values]
-    except (ValueError, TypeError, KeyError) as exc:
-        raise invalid_field(
-            "query.cursor", "not a cursor returned by this list; start without one", "cursor"
-        ) from exc
+    except (ValueError, TypeError, KeyError) as exc:  # PydanticCustomError is a ValueError
+        raise _refused() from exc
 
 
 def keyset(

@@ -202,21 +202,32 @@ async def test_per_ticket_order_holds_while_the_first_event_fails(
     assert failures[0] == (500, "failed") and failures[-1] == (200, "succeeded")
 
 
-async def test_redirects_are_failures_and_not_followed(
+async def test_a_redirect_fails_the_delivery_at_once(
     db: AsyncEngine, admin: httpx.AsyncClient, receiver: Receiver
 ) -> None:
+    """A 3xx is never followed, and asking again would get the same answer: the delivery
+    fails after that one attempt (not retried for 32 hours), saying why; a redelivery
+    (after the URL is fixed) still works."""
     await subscribe(admin, receiver.url())
     answers = iter([Reply(302, {"location": receiver.url("/elsewhere")}), Reply(200)])
     receiver.handler = lambda request: next(answers)
     async with running(Dispatcher(db, config())):
         await emit_events(db, [ticket_event(1, None)])
-        await eventually(lambda: all_settled(db, 1), what="delivered")
-    assert [r.path for r in receiver.requests] == ["/hook", "/hook"]
+        await eventually(lambda: all_settled(db, 1), what="failed")
+        [delivery] = (await admin.get("/v1/webhooks/deliveries")).json()["items"]
+        assert delivery["status"] == "failed" and delivery["next_attempt_at"] is None
+        [first] = delivery["attempts"]
+        assert first["status_code"] == 302 and first["outcome"] == "failed"
+        assert "redirects are not followed" in first["error"]
+        assert receiver.url("/elsewhere") in first["error"]
+        assert "not retried" in delivery["last_error"]
+        assert [r.path for r in receiver.requests] == ["/hook"]  # never /elsewhere
+        again = await admin.post(f"/v1/webhooks/deliveries/{delivery['id']}/redeliver")
+        assert again.status_code == 202, again.text
+        await eventually(lambda: all_settled(db, 1), what="redelivered")
     [delivery] = (await admin.get("/v1/webhooks/deliveries")).json()["items"]
-    first, second = delivery["attempts"]
-    assert first["status_code"] == 302 and first["outcome"] == "failed"
-    assert "redirects are not followed" in first["error"]
-    assert second["status_code"] == 200 and delivery["status"] == "succeeded"
+    assert delivery["status"] == "succeeded"
+    assert [r.path for r in receiver.requests] == ["/hook", "/hook"]
 
 
 async def test_410_gone_disables_the_subscription(

@@ -123,6 +123,9 @@ class Outcome(StrEnum):
     RETRY = "retry"
     FAILED = "failed"  # retries exhausted
     GONE = "gone"  # 410: the receiver wants no more; disable the subscription
+    # 3xx: redirects are never followed (the target is checked, the Location is not), so
+    # asking again on the schedule would get the same answer for 32 hours: fail at once.
+    REDIRECTED = "redirected"
 
 
 @dataclass(frozen=True)
@@ -146,13 +149,16 @@ def next_step(
     u: float = 0.5,
     retry_after_cap: timedelta = DEFAULT_RETRY_AFTER_CAP,
 ) -> Step:
-    """What follows an attempt. 2xx is success; 410 disables; everything else (3xx, other
-    4xx, 5xx, no answer at all) is retried on the schedule, later if a 429/5xx asked for it
-    with ``Retry-After`` (capped), until the schedule is exhausted."""
+    """What follows an attempt. 2xx is success; 410 disables; a 3xx fails the delivery at
+    once (redirects are not followed); everything else (other 4xx, 5xx, no answer at all)
+    is retried on the schedule, later if a 429/5xx asked for it with ``Retry-After``
+    (capped), until the schedule is exhausted."""
     if status_code is not None and 200 <= status_code <= 299:
         return Step(Outcome.SUCCEEDED)
     if status_code == 410:
         return Step(Outcome.GONE)
+    if status_code is not None and 300 <= status_code <= 399:
+        return Step(Outcome.REDIRECTED)
     delay = delay_before_attempt(attempts_made + 1, schedule, jitter, u)
     if delay is None:
         return Step(Outcome.FAILED)

@@ -164,12 +164,10 @@ class SlaClock(SQLModel, table=True):
     target: dict[str, Any] = Field(sa_type=JSONB)
     minutes: int | None = Field(default=None, sa_type=Integer)
     kind: str = Field(sa_type=String(10))
-    # The business calendar counting it (null for 24x7 clocks).
-    calendar_id: uuid.UUID | None = Field(
-        default=None,
-        # A stopped clock is history and never counts again: its calendar may go.
-        sa_column=Column(ForeignKey("calendars.id", ondelete="SET NULL"), nullable=True),
-    )
+    # The business calendar counting it (null for 24x7 clocks). No foreign key: a deleted
+    # calendar keeps counting the clocks timed with it, on its last version
+    # (calendar_versions; services.clocks.calendar_set).
+    calendar_id: uuid.UUID | None = Field(default=None, nullable=True)
     started_at: datetime = timestamptz()
     changed_at: datetime = timestamptz()
     running_since: datetime | None = timestamptz(nullable=True, default=None)

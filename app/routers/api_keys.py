@@ -29,7 +29,9 @@ async def create_api_key(
 async def list_api_keys(
     session: SessionDep,
     principal: AdminKey,
-    prefix: str | None = Query(default=None, max_length=16, description="keys starting with"),
+    prefix: str | None = Query(
+        default=None, pattern=r"^[A-Za-z0-9_-]{1,16}$", description="keys starting with"
+    ),
     include_revoked: bool = False,
     cursor: CursorQuery = None,
     limit: LimitQuery = 50,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
@@ -92,8 +93,8 @@ async def due(
     calendar_id: uuid.UUID,
     session: SessionDep,
     principal: AnyKey,
-    start: Instant = Query(description="ISO instant with offset, e.g. 2026-03-06T17:00:00-08:00"),
-    minutes: int = Query(ge=0, le=MAX_DUE_MINUTES, description="business minutes to add"),
+    start: Annotated[Instant, Query(description="where to count from")],
+    minutes: Annotated[int, Query(ge=0, le=MAX_DUE_MINUTES, description="business minutes to add")],
 ) -> DueRead:
     """When `minutes` of business time have passed since `start`, and which intervals counted."""
     calendar = calendars.compiled(await calendars.get_calendar(session, calendar_id))
@@ -112,7 +113,7 @@ async def holidays(
     calendar_id: uuid.UUID,
     session: SessionDep,
     principal: AnyKey,
-    year: int = Query(ge=1970, le=2100),
+    year: Annotated[int, Query(ge=1970, le=2100)],
 ) -> HolidaysRead:
     """The closed dates of a year: public holidays of the calendar's country and subdivision
     plus its extra holidays, with their names."""

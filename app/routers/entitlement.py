@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
@@ -26,7 +27,9 @@ async def get_entitlement(
     organization_id: uuid.UUID,
     session: SessionDep,
     principal: AnyKey,
-    at: Instant | None = Query(default=None, description="the instant to decide at; default now"),
+    at: Annotated[
+        Instant | None, Query(description="the instant to decide at; default now")
+    ] = None,
     contact_id: uuid.UUID | None = Query(default=None, description="who asks (a contact)"),
     channel: Channel | None = Query(default=None, description="how they ask"),
     category: Category | None = Query(default=None, description="what about"),

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Header, Query
 from fastapi.responses import Response
 
 from app.db import SessionDep
-from app.schemas.common import Instant, problems
+from app.schemas.common import Instant, TimeZoneName, problems
 from app.schemas.reports import (
     MAX_BREACH_LIMIT,
     REPORT_EXAMPLE,
@@ -57,9 +57,7 @@ async def sla_compliance(
     to: Annotated[Instant, Query(description="tickets received before (exclusive); <= 366 days")],
     group_by: GroupBy = GroupBy.METRIC,
     organization_id: uuid.UUID | None = None,
-    tz: Annotated[
-        str, Query(max_length=64, description="IANA zone of `month` groups", examples=["UTC"])
-    ] = "UTC",
+    tz: Annotated[TimeZoneName, Query(description="IANA zone of `month` groups")] = "UTC",
     include_breaches: bool = False,
     breach_limit: Annotated[int, Query(ge=1, le=MAX_BREACH_LIMIT)] = 100,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,

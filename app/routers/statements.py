@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from app.db import SessionDep
 from app.pagination import CursorQuery
-from app.schemas.common import problems
+from app.schemas.common import MONTH_PATTERN, TimeZoneName, problems
 from app.schemas.statements import (
     DEFAULT_LINE_LIMIT,
     MAX_LINE_LIMIT,
@@ -44,16 +44,16 @@ async def statement(
     session: SessionDep,
     principal: AnyKey,
     month: Annotated[
-        str, Query(max_length=16, description="the month, YYYY-MM", examples=["2026-03"])
+        str,
+        Query(pattern=MONTH_PATTERN, description="the month, YYYY-MM", examples=["2026-03"]),
     ],
     organization_id: Annotated[
         uuid.UUID | None,
         Query(description="required with a staff key; a customer key's own by default"),
     ] = None,
     tz: Annotated[
-        str | None,
+        TimeZoneName | None,
         Query(
-            max_length=64,
             description="IANA zone whose local midnights bound the month; default: a "
             "customer key's plan calendar zone, UTC for staff keys",
             examples=["America/Mexico_City"],

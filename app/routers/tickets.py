@@ -89,9 +89,9 @@ async def list_tickets(
     assignee_id: uuid.UUID | None = None,
     tier: Annotated[int | None, Query(ge=1, le=4)] = None,
     breached: bool | None = Query(default=None, description="any clock breached (now or before)"),
-    due_before: Instant | None = Query(
-        default=None, description="a running clock is due before this instant"
-    ),
+    due_before: Annotated[
+        Instant | None, Query(description="a running clock is due before this instant")
+    ] = None,
     q: Annotated[
         str | None,
         Query(

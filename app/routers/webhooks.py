@@ -89,7 +89,7 @@ async def list_deliveries(
     session: SessionDep,
     principal: AdminKey,
     subscription_id: uuid.UUID | None = Query(default=None),
-    event_type: str | None = Query(default=None, max_length=64),
+    event_type: str | None = Query(default=None, pattern=r"^[A-Za-z0-9_.*-]{1,64}$"),
     status: DeliveryStatus | None = Query(default=None),
     ticket_id: uuid.UUID | None = Query(default=None),
     event_id: uuid.UUID | None = Query(default=None),
@@ -286,10 +286,10 @@ def _webhook_operation(event: EventType) -> dict[str, Any]:
         },
         "responses": {
             "200": {
-                "description": "Any 2xx acknowledges the delivery. Anything else (3xx "
-                "included: redirects are not followed) is retried: immediately, 5 s, 5 min, "
-                "30 min, 2 h, 5 h, 10 h, 10 h (±10 %), honouring `Retry-After` on 429 and "
-                "5xx. 410 Gone disables the subscription."
+                "description": "Any 2xx acknowledges the delivery. A 3xx fails it at once "
+                "(redirects are not followed; fix the URL and redeliver). Anything else is "
+                "retried: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (±10 %), "
+                "honouring `Retry-After` on 429 and 5xx. 410 Gone disables the subscription."
             }
         },
         "description": f"{event.description}\n\n{ordering}",

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
-from app.schemas.common import Instant, PatchModel, ReadModel, StrictModel
+from app.schemas.common import Instant, NonBlank, PatchModel, ReadModel, StrictModel
 from app.schemas.directory import AgentRead, ContactRead, OrganizationRead
 from app.security import Role
 
 
 class ApiKeyCreate(StrictModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: Annotated[str, NonBlank(200)]
     role: Role
     organization_id: uuid.UUID | None = Field(default=None, description="required for customer")
     contact_id: uuid.UUID | None = Field(default=None, description="customer keys only")
@@ -29,7 +29,7 @@ class ApiKeyCreate(StrictModel):
 class ApiKeyUpdate(PatchModel):
     nullable = frozenset({"agent_id"})
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: Annotated[str, NonBlank(200)] | None = None
     agent_id: uuid.UUID | None = Field(
         default=None,
         description="staff keys: bind to this agent (null unbinds; an unbound key's actions "

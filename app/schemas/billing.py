@@ -6,10 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import Field, StringConstraints
+from pydantic import Field
 
 from app.domain.billing import EntryKind
-from app.schemas.common import Instant, ReadModel, StrictModel
+from app.schemas.common import Bool, Instant, Int, NonBlank, ReadModel, StrictModel
 
 # A single entry covers at most a day: longer work is logged day by day, which is also
 # how after-hours time is told apart.
@@ -17,21 +17,41 @@ MAX_ENTRY_MINUTES = 24 * 60
 MAX_CONSULTANTS = 50
 MAX_ESTIMATE_MINUTES = 1_000_000
 
-Note = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+Note = Annotated[str, NonBlank(2000)]
 
 
 class WorklogCreate(StrictModel):
+    # Said in the schema as well as checked (services.worklogs): minutes for a session or
+    # work, consultants only for a session.
+    model_config = {
+        "json_schema_extra": {
+            "allOf": [
+                {
+                    "if": {"properties": {"kind": {"enum": ["session", "work"]}}},
+                    "then": {
+                        "required": ["minutes"],
+                        "properties": {"minutes": {"type": "integer"}},
+                    },
+                },
+                {
+                    "if": {"properties": {"kind": {"enum": ["follow_up", "work"]}}},
+                    "then": {"properties": {"consultants": {"const": 1}}},
+                },
+            ]
+        }
+    }
+
     kind: EntryKind = Field(
         description="`follow_up` (charged the plan's follow-up minutes, 15 by default, "
         "whatever its length), `session` (minutes x consultants) or `work` (minutes)"
     )
-    minutes: int | None = Field(
+    minutes: Int | None = Field(
         default=None,
         ge=0,
         le=MAX_ENTRY_MINUTES,
         description="length as worked; required for `session` and `work`",
     )
-    consultants: int = Field(
+    consultants: Int = Field(
         default=1, ge=1, le=MAX_CONSULTANTS, description="consultants in a `session`"
     )
     occurred_at: Instant | None = Field(
@@ -49,7 +69,7 @@ class WorklogCreate(StrictModel):
         default=None, description="who did it (default: the key's agent)"
     )
     note: Note | None = Field(default=None, description="internal; never shown to customers")
-    billable: bool = Field(default=True, description="false: recorded, charged nothing")
+    billable: Bool = Field(default=True, description="false: recorded, charged nothing")
 
 
 class WorklogRead(ReadModel):
@@ -90,7 +110,7 @@ class WorklogRead(ReadModel):
 
 
 class EstimateUpdate(StrictModel):
-    minutes: int | None = Field(
+    minutes: Int | None = Field(
         ge=0,
         le=MAX_ESTIMATE_MINUTES,
         description="charged minutes the solution is expected to take; null removes it",
@@ -119,7 +139,7 @@ class EstimateRead(StrictModel):
 
 
 class ApproveBody(StrictModel):
-    estimate_minutes: int = Field(
+    estimate_minutes: Int = Field(
         ge=1,
         le=MAX_ESTIMATE_MINUTES,
         description="the new estimate the customer authorizes (at least what is charged)",

@@ -6,9 +6,20 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from pydantic import Field, StringConstraints, WithJsonSchema
+from pydantic import Field, WithJsonSchema
 
-from app.schemas.common import Instant, LocalTime, PatchModel, ReadModel, StrictModel
+from app.schemas.common import (
+    DateInRange,
+    Instant,
+    Interval,
+    LocalTime,
+    NonBlank,
+    PatchModel,
+    ReadModel,
+    StrictModel,
+    Text,
+    TimeZoneName,
+)
 
 # Documented precisely, validated loosely: the domain checks every interval and weekday
 # and names the exact field ("weekly_hours.mon[1]") in its error.
@@ -32,22 +43,19 @@ WeeklyHours = Annotated[
     dict[str, Annotated[list[str], Field(max_length=12)]] | str,
     WithJsonSchema(_WEEKLY_HOURS_SCHEMA),
 ]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Timezone = Annotated[
-    str,
-    Field(min_length=1, max_length=64, examples=["America/Vancouver", "Etc/GMT-1"]),
-]
+Name = Annotated[str, NonBlank(200)]
+Timezone = TimeZoneName
 
 
 class HolidaySource(StrictModel):
-    country: str = Field(min_length=2, max_length=3, examples=["CA"])
-    subdivision: str | None = Field(default=None, max_length=10, examples=["BC"])
+    country: str = Field(pattern=r"^[A-Za-z]{2,3}$", examples=["CA"])
+    subdivision: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]{1,10}$", examples=["BC"])
 
 
 class Closure(StrictModel):
     start: Instant
     end: Instant
-    reason: str | None = Field(default=None, max_length=500)
+    reason: Annotated[str, Text(500)] | None = None
 
 
 class CalendarSpec(StrictModel):
@@ -56,7 +64,7 @@ class CalendarSpec(StrictModel):
     holidays: HolidaySource | None = Field(
         default=None, description="Public holidays from the `holidays` package."
     )
-    extra_holidays: list[date] = Field(default_factory=list, max_length=1000)
+    extra_holidays: list[DateInRange] = Field(default_factory=list, max_length=1000)
     closures: list[Closure] = Field(default_factory=list, max_length=1000)
 
     def to_spec(self) -> dict[str, Any]:
@@ -79,7 +87,7 @@ class CalendarUpdate(PatchModel):
     timezone: Timezone | None = None
     weekly_hours: WeeklyHours | None = None
     holidays: HolidaySource | None = None
-    extra_holidays: list[date] | None = Field(default=None, max_length=1000)
+    extra_holidays: list[DateInRange] | None = Field(default=None, max_length=1000)
     closures: list[Closure] | None = Field(default=None, max_length=1000)
 
 
@@ -101,7 +109,7 @@ class DueRead(ReadModel):
     minutes: int
     due_at: datetime
     due_local: LocalTime = Field(description="`due_at` in the calendar's time zone")
-    intervals: list[tuple[datetime, datetime]] = Field(
+    intervals: list[Interval] = Field(
         description="the business intervals counted, in order; their lengths sum to `minutes`"
     )
 

@@ -6,16 +6,16 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import Field
 
-from app.schemas.common import DateInRange, PatchModel, ReadModel, StrictModel
+from app.schemas.common import DateInRange, NonBlank, Number, PatchModel, ReadModel, StrictModel
 
 ContractDate = Annotated[
     DateInRange,
     Field(description="a local date of the plan's calendar time zone (inclusive)"),
 ]
-Reference = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-HoursBudget = Annotated[float, Field(ge=0, le=100_000, description="budgeted hours (2 decimals)")]
+Reference = Annotated[str, NonBlank(100)]
+HoursBudget = Annotated[Number, Field(ge=0, le=100_000, description="budgeted hours (2 decimals)")]
 
 
 class ContractCreate(StrictModel):

@@ -6,13 +6,24 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import EmailStr, Field, StringConstraints
+from pydantic import Field
 
 from app.domain.vocab import DEFAULT_LOCALE, LOCALE_PATTERN, ContactRole
-from app.schemas.common import EmailDefaults, EmailDomains, PatchModel, ReadModel, StrictModel
+from app.schemas.common import (
+    Bool,
+    Email,
+    EmailDefaults,
+    EmailDomains,
+    Int,
+    NonBlank,
+    PatchModel,
+    ReadModel,
+    StrictModel,
+    Text,
+)
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Phone = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=50)]
+Name = Annotated[str, NonBlank(200)]
+Phone = Annotated[str, NonBlank(50, min_length=3)]
 Locale = Annotated[
     str,
     Field(
@@ -23,15 +34,15 @@ Locale = Annotated[
     ),
 ]
 Tier = Annotated[
-    int, Field(ge=1, le=4, description="1 support team, 2 senior, 3 development, 4 vendor")
+    Int, Field(ge=1, le=4, description="1 support team, 2 senior, 3 development, 4 vendor")
 ]
 
 
 class OrganizationCreate(StrictModel):
     name: Name
-    external_ref: str | None = Field(default=None, max_length=100)
-    notes: str | None = Field(default=None, max_length=4000)
-    active: bool = True
+    external_ref: Annotated[str, Text(100)] | None = None
+    notes: Annotated[str, Text(4000)] | None = None
+    active: Bool = True
     locale: Locale = DEFAULT_LOCALE
     email_domains: EmailDomains = Field(default_factory=list)
     email_defaults: EmailDefaults | None = Field(
@@ -43,9 +54,9 @@ class OrganizationUpdate(PatchModel):
     nullable = frozenset({"external_ref", "notes", "email_defaults"})
 
     name: Name | None = None
-    external_ref: str | None = Field(default=None, max_length=100)
-    notes: str | None = Field(default=None, max_length=4000)
-    active: bool | None = None
+    external_ref: Annotated[str, Text(100)] | None = None
+    notes: Annotated[str, Text(4000)] | None = None
+    active: Bool | None = None
     locale: Locale | None = None
     email_domains: EmailDomains | None = None
     email_defaults: EmailDefaults | None = None
@@ -66,7 +77,7 @@ class OrganizationRead(ReadModel):
 
 class ContactCreate(StrictModel):
     name: Name
-    email: EmailStr
+    email: Email
     phone: Phone | None = None
     role: ContactRole = ContactRole.AUTHORIZED
 
@@ -75,10 +86,10 @@ class ContactUpdate(PatchModel):
     nullable = frozenset({"phone"})
 
     name: Name | None = None
-    email: EmailStr | None = None
+    email: Email | None = None
     phone: Phone | None = None
     role: ContactRole | None = None
-    active: bool | None = Field(
+    active: Bool | None = Field(
         default=None, description="false deactivates (personnel change); history is kept"
     )
 
@@ -98,16 +109,16 @@ class ContactRead(ReadModel):
 
 class AgentCreate(StrictModel):
     name: Name
-    email: EmailStr
+    email: Email
     tier: Tier = 1
-    active: bool = True
+    active: Bool = True
 
 
 class AgentUpdate(PatchModel):
     name: Name | None = None
-    email: EmailStr | None = None
+    email: Email | None = None
     tier: Tier | None = None
-    active: bool | None = None
+    active: Bool | None = None
 
 
 class AgentRead(ReadModel):

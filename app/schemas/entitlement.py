@@ -9,7 +9,7 @@ from pydantic import Field
 
 from app.domain.entitlement import Reason
 from app.domain.vocab import Category, Channel, ClockKind, Metric, Severity, TicketStatus
-from app.schemas.common import Instant, LocalTime, ReadModel, StrictModel
+from app.schemas.common import Instant, Interval, LocalTime, ReadModel, StrictModel
 from app.schemas.contracts import ContractSummary
 from app.schemas.plans import AutoClose, Billing, PlanSummary, TargetSpec
 
@@ -79,7 +79,7 @@ class PreviewTarget(ReadModel):
         description="`due_at` in the time zone of the plan's calendar (also for 24x7 targets)"
     )
     warnings: list[WarningRead]
-    intervals: list[tuple[datetime, datetime]] = Field(
+    intervals: list[Interval] = Field(
         description="the business intervals counted, in order; they sum to `minutes`"
     )
     escalate_to_tier: int | None

@@ -10,7 +10,17 @@ from pydantic import Field, StringConstraints
 
 from app.domain.lifecycle import DEFAULT_PAUSE_ON
 from app.domain.vocab import Category, Channel, ClockKind, Metric, Severity, TicketStatus
-from app.schemas.common import EmailDefaults, PatchModel, ReadModel, StrictModel
+from app.schemas.common import (
+    Bool,
+    EmailDefaults,
+    Int,
+    NonBlank,
+    Number,
+    PatchModel,
+    ReadModel,
+    StrictModel,
+    Text,
+)
 
 MAX_TARGET_MINUTES = 366 * 24 * 60  # a year of around-the-clock time
 
@@ -22,16 +32,16 @@ PlanCode = Annotated[
         examples=["vitrium-standard"],
     ),
 ]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Description = Annotated[str, StringConstraints(max_length=4000)]
+Name = Annotated[str, NonBlank(200)]
+Description = Annotated[str, Text(4000)]
 
 
-Percent = Annotated[int, Field(ge=1, le=99)]
-BeforeMinutes = Annotated[int, Field(ge=1, le=MAX_TARGET_MINUTES)]
+Percent = Annotated[Int, Field(ge=1, le=99)]
+BeforeMinutes = Annotated[Int, Field(ge=1, le=MAX_TARGET_MINUTES)]
 
 
 class OnBreach(StrictModel):
-    escalate_to_tier: int | None = Field(
+    escalate_to_tier: Int | None = Field(
         default=None, ge=1, le=4, description="raise the ticket to this tier at the breach"
     )
 
@@ -45,7 +55,7 @@ class TargetSpec(StrictModel):
     severities: list[Severity] = Field(default_factory=list, max_length=len(Severity))
     categories: list[Category] = Field(default_factory=list, max_length=len(Category))
     channels: list[Channel] = Field(default_factory=list, max_length=len(Channel))
-    minutes: int | None = Field(
+    minutes: Int | None = Field(
         ge=1,
         le=MAX_TARGET_MINUTES,
         description="the promised duration; null = best effort (no due time, never breached)",
@@ -70,13 +80,13 @@ class AutoClose(StrictModel):
     """Seed 004: close for lack of response after `contact_attempts` attempts to reach
     the customer, `notice_business_days` business days after the last one."""
 
-    contact_attempts: int = Field(default=3, ge=1, le=20)
-    notice_business_days: int = Field(default=5, ge=0, le=60)
+    contact_attempts: Int = Field(default=3, ge=1, le=20)
+    notice_business_days: Int = Field(default=5, ge=0, le=60)
 
 
 class AfterHours(StrictModel):
-    allowed: bool = Field(default=False, description="attention after hours, on request")
-    multiplier: float = Field(
+    allowed: Bool = Field(default=False, description="attention after hours, on request")
+    multiplier: Number = Field(
         default=1.5,
         ge=1,
         le=10,
@@ -92,10 +102,10 @@ class AfterHours(StrictModel):
 
 
 class Billing(StrictModel):
-    follow_up_minutes: int = Field(
+    follow_up_minutes: Int = Field(
         default=15, ge=0, le=1440, description="time charged for each follow-up (seed 004)"
     )
-    sessions_per_consultant: bool = Field(
+    sessions_per_consultant: Bool = Field(
         default=True, description="session time is multiplied by each consultant involved"
     )
     after_hours: AfterHours = Field(default_factory=AfterHours)
@@ -107,7 +117,7 @@ _DEFAULT_PAUSE_ON = sorted(DEFAULT_PAUSE_ON)
 class PlanFields(StrictModel):
     name: Name
     description: Description | None = None
-    level: int = Field(
+    level: Int = Field(
         ge=0,
         le=1000,
         description="rank: an organization's effective plan is its highest-level one; an "
@@ -133,7 +143,7 @@ class PlanFields(StrictModel):
     auto_close: AutoClose | None = Field(default=None, description="null: never auto-close")
     billing: Billing = Field(default_factory=Billing)
     targets: list[TargetSpec] = Field(default_factory=list, max_length=100)
-    active: bool = Field(default=True, description="an inactive plan gets no new contracts")
+    active: Bool = Field(default=True, description="an inactive plan gets no new contracts")
     email_defaults: EmailDefaults | None = Field(
         default=None,
         description="severity and category of tickets made from e-mail (an organization "
@@ -152,7 +162,7 @@ class PlanUpdate(PatchModel):
 
     name: Name | None = None
     description: Description | None = None
-    level: int | None = Field(default=None, ge=0, le=1000)
+    level: Int | None = Field(default=None, ge=0, le=1000)
     requires: PlanCode | None = None
     calendar_id: uuid.UUID | None = None
     channels: list[Channel] | None = Field(default=None, min_length=1, max_length=len(Channel))
@@ -161,7 +171,7 @@ class PlanUpdate(PatchModel):
     auto_close: AutoClose | None = None
     billing: Billing | None = None
     targets: list[TargetSpec] | None = Field(default=None, max_length=100)
-    active: bool | None = None
+    active: Bool | None = None
     email_defaults: EmailDefaults | None = None
 
 

@@ -8,7 +8,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field, model_validator
 
-from app.schemas.common import Instant, StrictModel
+from app.schemas.common import Instant, Int, StrictModel, TimeZoneName
 from app.schemas.plans import PlanCreate
 
 MAX_SPAN_DAYS = 366
@@ -130,14 +130,18 @@ class SimulationRequest(StrictModel):
     to: Instant
     organization_id: uuid.UUID | None = None
     group_by: GroupBy = GroupBy.METRIC
-    tz: str = Field(default="UTC", max_length=64)
-    changed_limit: int = Field(default=100, ge=0, le=MAX_CHANGED_LIMIT)
+    tz: TimeZoneName = "UTC"
+    changed_limit: Int = Field(default=100, ge=0, le=MAX_CHANGED_LIMIT)
 
-    model_config = {"populate_by_name": True, "extra": "forbid", "str_strip_whitespace": True}
+    model_config = {
+        "populate_by_name": True,
+        "extra": "forbid",
+        "json_schema_extra": {"not": {"required": ["plan_id", "plan"]}},
+    }
 
     @model_validator(mode="after")
     def _one_plan(self) -> SimulationRequest:
-        if self.plan_id is not None and self.plan is not None:
+        if {"plan_id", "plan"} <= self.model_fields_set:
             raise ValueError("give plan_id or plan, not both")
         return self
 

@@ -6,16 +6,26 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field
 
 from app.domain.lifecycle import Action, CloseReason
 from app.domain.vocab import Category, Channel, Metric, Severity, TicketStatus
-from app.schemas.common import Instant, LocalTime, PatchModel, ReadModel, StrictModel
+from app.schemas.common import (
+    Instant,
+    Int,
+    LocalTime,
+    NonBlank,
+    PatchModel,
+    ReadModel,
+    StrictModel,
+    Text,
+)
 
-Subject = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
-Body = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50_000)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
-Tier = Annotated[int, Field(ge=1, le=4)]
+Subject = Annotated[str, NonBlank(300)]
+Body = Annotated[str, NonBlank(50_000)]
+Reason = Annotated[str, NonBlank(2000)]
+Description = Annotated[str, Text(50_000)]
+Tier = Annotated[Int, Field(ge=1, le=4)]
 
 OCCURRED_AT = Field(
     default=None,
@@ -37,7 +47,7 @@ class TicketCreate(StrictModel):
     severity: Severity
     category: Category
     subject: Subject
-    description: Annotated[str, StringConstraints(max_length=50_000)] = ""
+    description: Description = ""
     received_at: Instant | None = Field(
         default=None,
         description="when the request arrived (default now): targets count from receipt",
@@ -50,7 +60,7 @@ class TicketCreate(StrictModel):
 
 class TicketUpdate(PatchModel):
     subject: Subject | None = None
-    description: Annotated[str, StringConstraints(max_length=50_000)] | None = None
+    description: Description | None = None
 
 
 # ----------------------------------------------------------------------- actions
@@ -85,10 +95,10 @@ class ContactAttemptBody(ActionBase):
 class EscalateBody(ActionBase):
     to_tier: Tier
     reason: Reason | None = Field(default=None, description="required when going down a tier")
-    vendor: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
+    vendor: Annotated[str, NonBlank(200)] | None = Field(
         default=None, description="required for tier 4 (the product vendor)"
     )
-    vendor_case_ref: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    vendor_case_ref: Annotated[str, NonBlank(200)] | None = None
 
 
 class ChangeBody(ActionBase):

@@ -10,24 +10,31 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, WithJsonSchema
 
 from app.domain.webhooks import MAX_URL_LENGTH
-from app.events import WILDCARD
-from app.schemas.common import PatchModel, ReadModel, StrictModel
+from app.events import CATALOGUE, WILDCARD
+from app.schemas.common import Bool, PatchModel, ReadModel, StrictModel, Text
 
 Url = Annotated[
     str,
     Field(
-        min_length=1,
         max_length=MAX_URL_LENGTH,
+        # Documented; checked (with a message naming the problem) by app.domain.webhooks.
+        json_schema_extra={"pattern": r"^[Hh][Tt][Tt][Pp][Ss]?://[^\x00-\x20]+$"},
         examples=["https://hooks.example.com/sladesk"],
         description="https URL (http only where the operator allows it). Must not resolve "
         "to private, loopback, link-local or metadata addresses unless allowed.",
     ),
 ]
 EventTypes = Annotated[
-    list[Annotated[str, Field(min_length=1, max_length=64)]],
+    list[
+        Annotated[
+            str,
+            Field(max_length=64),
+            WithJsonSchema({"type": "string", "enum": [WILDCARD, *sorted(CATALOGUE)]}),
+        ]
+    ],
     Field(
         min_length=1,
         max_length=50,
@@ -36,14 +43,14 @@ EventTypes = Annotated[
         "for all.",
     ),
 ]
-Description = Annotated[str, Field(max_length=500)]
+Description = Annotated[str, Text(500)]
 
 
 class WebhookCreate(StrictModel):
     url: Url
     event_types: EventTypes
     description: Description | None = None
-    active: bool = True
+    active: Bool = True
 
 
 class WebhookUpdate(PatchModel):
@@ -55,7 +62,7 @@ class WebhookUpdate(PatchModel):
     url: Url | None = None
     event_types: EventTypes | None = None
     description: Description | None = None
-    active: bool | None = None
+    active: Bool | None = None
 
 
 class WebhookRead(ReadModel):

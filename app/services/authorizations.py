@@ -295,7 +295,7 @@ async def decide(
         raise invalid_field(
             "body.note",
             "staff record the customer's decision: cite the e-mail that says it",
-            "missing",
+            "required_for_staff",
         )
     if isinstance(body, ApproveBody):
         charged = await charged_minutes(session, ticket.id)

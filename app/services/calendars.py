@@ -14,7 +14,7 @@ from sqlmodel import col
 
 from app.domain.calendar import Calendar, CalendarSpecError
 from app.errors import Conflict, NotFound, invalid_field
-from app.models.calendar import CalendarRow
+from app.models.calendar import CalendarRow, CalendarVersion
 from app.models.plan import Plan
 from app.models.tickets import SlaClock
 from app.pagination import keyset, page_of
@@ -37,14 +37,14 @@ class _CompiledCache:
         self._items: OrderedDict[tuple[uuid.UUID, int], Calendar] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, row: CalendarRow) -> Calendar:
-        key = (row.id, row.version)
+    def get(self, calendar_id: uuid.UUID, version: int, spec: dict[str, Any]) -> Calendar:
+        key = (calendar_id, version)
         with self._lock:
             found = self._items.get(key)
             if found is not None:
                 self._items.move_to_end(key)
                 return found
-        compiled = compile_spec(row.spec, "spec")
+        compiled = compile_spec(spec, "spec")
         with self._lock:
             self._items[key] = compiled
             while len(self._items) > self._size:
@@ -63,8 +63,39 @@ def compile_spec(spec: dict[str, Any], prefix: str = "body") -> Calendar:
         raise invalid_field(f"{prefix}.{exc.field}", exc.message, "calendar") from None
 
 
-def compiled(row: CalendarRow) -> Calendar:
-    return _cache.get(row)
+def compiled(row: CalendarRow | CalendarVersion) -> Calendar:
+    if isinstance(row, CalendarVersion):
+        return _cache.get(row.calendar_id, row.version, row.spec)
+    return _cache.get(row.id, row.version, row.spec)
+
+
+def _archive(session: AsyncSession, row: CalendarRow) -> None:
+    """Keep this version of the spec for good (tickets may be timed with it after the
+    calendar is edited again or deleted)."""
+    session.add(
+        CalendarVersion(
+            calendar_id=row.id,
+            version=row.version,
+            name=row.name,
+            timezone=row.timezone,
+            spec=row.spec,
+        )
+    )
+
+
+async def last_versions(
+    session: AsyncSession, calendar_ids: set[uuid.UUID]
+) -> list[CalendarVersion]:
+    """The last archived version of each of these (deleted) calendars."""
+    if not calendar_ids:
+        return []
+    stmt = (
+        select(CalendarVersion)
+        .where(col(CalendarVersion.calendar_id).in_(calendar_ids))
+        .order_by(col(CalendarVersion.version))
+    )
+    last = {v.calendar_id: v for v in (await session.execute(stmt)).scalars()}
+    return list(last.values())
 
 
 async def get_calendar(session: AsyncSession, calendar_id: uuid.UUID) -> CalendarRow:
@@ -90,6 +121,8 @@ async def create_calendar(session: AsyncSession, data: CalendarCreate) -> Calend
     row = CalendarRow(name=data.name, timezone=data.timezone, spec=spec)
     session.add(row)
     await flush_or_conflict(session, CONFLICTS)
+    _archive(session, row)
+    await session.flush()
     return row
 
 
@@ -121,6 +154,8 @@ async def update_calendar(
         row.name = name
     await flush_or_conflict(session, CONFLICTS)
     if changes:
+        _archive(session, row)
+        await session.flush()
         from app.services.clock_edits import calendar_changed
 
         await calendar_changed(session, row, old, now)

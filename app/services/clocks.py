@@ -27,7 +27,7 @@ from app.domain import sla
 from app.domain.calendar import Calendar
 from app.domain.sla import BusinessTime, Clock, Crossing, Threshold, ThresholdKind
 from app.domain.vocab import Category, Channel, ClockKind, Metric, Severity
-from app.models.calendar import CalendarRow
+from app.models.calendar import CalendarRow, CalendarVersion
 from app.models.tickets import SlaClock, SlaFiring, Ticket
 from app.services import calendars
 from app.services.plan_terms import TicketTerms
@@ -145,8 +145,12 @@ def clock_from_json(data: dict[str, Any]) -> Clock:
 class CalendarSet:
     """The calendars counting a ticket's clocks: its plan's business calendar, or 24x7."""
 
-    def __init__(self, rows: Iterable[CalendarRow] = ()) -> None:
+    def __init__(
+        self, rows: Iterable[CalendarRow] = (), archived: Iterable[CalendarVersion] = ()
+    ) -> None:
         self._by_id: dict[uuid.UUID, Calendar] = {r.id: calendars.compiled(r) for r in rows}
+        for version in archived:
+            self._by_id[version.calendar_id] = calendars.compiled(version)
 
     def business(self, calendar_id: uuid.UUID | None) -> BusinessTime:
         if calendar_id is None:
@@ -174,10 +178,14 @@ async def calendar_set(session: AsyncSession, ids: Iterable[uuid.UUID | None]) -
     wanted = {i for i in ids if i is not None}
     if not wanted:
         return CalendarSet()
-    rows = (
-        await session.execute(select(CalendarRow).where(col(CalendarRow.id).in_(wanted)))
-    ).scalars()
-    return CalendarSet(rows)
+    rows = list(
+        (await session.execute(select(CalendarRow).where(col(CalendarRow.id).in_(wanted))))
+        .scalars()
+        .all()
+    )
+    # A deleted calendar still counts the tickets that ran under it: its last version.
+    deleted = wanted - {r.id for r in rows}
+    return CalendarSet(rows, await calendars.last_versions(session, deleted))
 
 
 # ---------------------------------------------------------------------------- rows

@@ -109,7 +109,9 @@ async def _organization(
 ) -> Organization:
     if organization_id is None:
         if not principal.is_customer or principal.organization_id is None:
-            raise invalid_field("query.organization_id", "required with a staff key", "missing")
+            raise invalid_field(
+                "query.organization_id", "required with a staff key", "required_for_staff"
+            )
         organization_id = principal.organization_id
     principal.ensure_organization(organization_id)
     org = await session.get(Organization, organization_id)

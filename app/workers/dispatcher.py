@@ -25,7 +25,8 @@ Each round, in its own short transactions:
    retried record after a lost commit acknowledgement inserts it once) and, if this
    dispatcher still holds the lease, the delivery's next state — succeeded, retry at the
    later of the schedule (±jitter) and ``Retry-After`` (429/5xx, capped), failed when
-   the schedule is exhausted, or failed + subscription disabled on 410.
+   the schedule is exhausted, failed at once on a 3xx (never followed, so never retried),
+   or failed + subscription disabled on 410.
 
 A sender that dies keeps its lease until it expires; the delivery is then claimed again
 and re-sent with the same ``webhook-id`` (at-least-once). A cancelled dispatcher frees
@@ -656,9 +657,12 @@ class Dispatcher:
                         retry_after.decode("latin-1") if retry_after else None, self.clock()
                     )
                     result.excerpt = await _excerpt(reply, answer)
+                    location = answer.get(b"location")
                 finally:
                     await reply.aclose()
-            result.error = _status_error(reply.status)
+            result.error = _status_error(
+                reply.status, location.decode("latin-1") if location else None
+            )
         except AddressRefused as exc:
             result.error = f"address refused (SSRF protection): {exc}"
         except (TimeoutError, httpcore.TimeoutException):
@@ -845,6 +849,8 @@ class Dispatcher:
                 }
                 if step.outcome is Outcome.FAILED:
                     values["last_error"] = f"{result.error}; retries exhausted"
+                elif step.outcome is Outcome.REDIRECTED:
+                    values["last_error"] = f"{result.error}; not retried"
                 if step.outcome is Outcome.GONE:
                     await self._disable(conn, job, now)
                 if not retry and job.ticket_id is not None:
@@ -1011,11 +1017,15 @@ def _succeeded(result: Result) -> bool:
     return result.status_code is not None and 200 <= result.status_code <= 299
 
 
-def _status_error(status: int) -> str | None:
+def _status_error(status: int, location: str | None) -> str | None:
     if 200 <= status <= 299:
         return None
     if 300 <= status <= 399:
-        return f"HTTP {status}: redirects are not followed; update the URL"
+        to = f" (Location: {location[:200]})" if location else ""
+        return (
+            f"HTTP {status}{to}: redirects are not followed, so the delivery failed without "
+            "retries; update the subscription's URL, then redeliver"
+        )
     if status == 410:
         return "HTTP 410 Gone: the subscription is disabled"
     return f"HTTP {status}"

@@ -88,7 +88,8 @@ def test_retry_after_forms() -> None:
 @pytest.mark.parametrize(
     ("status", "outcome"),
     [(200, Outcome.SUCCEEDED), (204, Outcome.SUCCEEDED), (299, Outcome.SUCCEEDED),
-     (301, Outcome.RETRY), (302, Outcome.RETRY), (400, Outcome.RETRY), (404, Outcome.RETRY),
+     (301, Outcome.REDIRECTED), (302, Outcome.REDIRECTED), (307, Outcome.REDIRECTED),
+     (308, Outcome.REDIRECTED), (400, Outcome.RETRY), (404, Outcome.RETRY),
      (410, Outcome.GONE), (429, Outcome.RETRY), (500, Outcome.RETRY), (None, Outcome.RETRY)],
 )  # fmt: skip
 def test_answers(status: int | None, outcome: Outcome) -> None:
@@ -108,7 +109,7 @@ def test_retry_after_is_the_later_of_schedule_and_header_and_is_capped() -> None
     assert after(429, timedelta(seconds=1)) == timedelta(seconds=5)  # schedule is later
     assert after(503, timedelta(days=30)) == timedelta(hours=10)  # capped
     assert after(400, timedelta(minutes=2)) == timedelta(seconds=5)  # only 429 and 5xx
-    assert after(302, timedelta(minutes=2)) == timedelta(seconds=5)
+    assert after(404, timedelta(minutes=2)) == timedelta(seconds=5)
 
 
 def test_schedule_exhausted_after_eight_attempts() -> None:
