@@ -10,9 +10,9 @@ import fcntl
 import json
 import logging
 import os
+import secrets
 import time
 import uuid
-import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path

@@ -174,6 +174,7 @@ async def stream_principal(
         str | None,
         Query(
             max_length=200,
+            pattern=r"^[A-Za-z0-9_-]{1,200}$",
             description="a stream token (`POST /v1/events/stream-tokens`), for clients that "
             "cannot send an Authorization header, such as a browser's EventSource",
         ),

@@ -263,7 +263,11 @@ async def test_a_forged_cursor_is_refused_on_every_list(admin: httpx.AsyncClient
     desk = await make_desk(admin)
     ticket = await open_ticket(admin, desk)
     await create_contact(admin, desk.org["id"])
-    ids = {"organization_id": desk.org["id"], "ticket_id": ticket["id"]}
+    ids = {
+        "organization_id": desk.org["id"],
+        "ticket_id": ticket["id"],
+        "contract_id": desk.contract["id"],
+    }
     old_style = _forged([{"t": "0001-01-01T00:00:00+14:00"}, {"u": str(uuid.uuid4())}])
     paths = _list_paths()
     assert len(paths) >= 14

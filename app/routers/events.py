@@ -9,6 +9,7 @@ from typing import Annotated
 
 import anyio
 from fastapi import APIRouter, Header, Query, Request
+from pydantic import Field
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
@@ -21,6 +22,10 @@ from app.schemas.events import StreamTokenRead
 from app.security import AnyKey, StreamKey
 from app.services import event_stream
 from app.workers.stream_hub import HubRegistry, TooManyStreams
+
+# What a client may send (the catalogue decides what is known: an unknown type is a 422).
+EVENT_TYPE_PATTERN = r"^(\*|[a-z_]{1,40}(\.[a-z_]{1,40}){1,3})$"
+EVENT_ID_PATTERN = r"^[0-9]{1,19}$"
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
@@ -133,7 +138,7 @@ async def stream(
     session: SessionDep,
     principal: StreamKey,
     types: Annotated[
-        list[str] | None,
+        list[Annotated[str, Field(pattern=EVENT_TYPE_PATTERN)]] | None,
         Query(
             max_length=len(CATALOGUE) + 1,
             description="only these event types (repeat the parameter); default: every "
@@ -151,7 +156,11 @@ async def stream(
     ] = None,
     last_event_id: Annotated[
         str | None,
-        Query(max_length=20, description="resume after this event (a new EventSource)"),
+        Query(
+            max_length=20,
+            pattern=EVENT_ID_PATTERN,
+            description="resume after this event (a new EventSource)",
+        ),
     ] = None,
 ) -> EventStreamResponse:
     """Live updates: the webhook catalogue's events, in the same payload shapes, as

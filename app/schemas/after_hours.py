@@ -7,15 +7,15 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field
 
 from app.domain.vocab import Channel
-from app.schemas.common import Instant, ReadModel, StrictModel
+from app.schemas.common import Instant, NonBlank, ReadModel, StrictModel
 
 # A standing agreement may cover a contract's year; a longer window is a typo.
 MAX_WINDOW_DAYS = 366
 
-Reference = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+Reference = Annotated[str, NonBlank(500)]
 
 
 class AfterHoursRequestCreate(StrictModel):

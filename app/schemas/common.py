@@ -27,7 +27,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
 from app.domain.vocab import Category, Severity
-from app.errors import PATTERN_HELP, PROBLEM_MEDIA_TYPE, ValidationFailed, field_error
+from app.errors import PATTERN_HELP, PROBLEM_MEDIA_TYPE
 
 # Instants and dates a client may send: far enough from year 1 and 9999 that no conversion
 # (to UTC, to a local date) can overflow, and wide enough for any real history or plan.

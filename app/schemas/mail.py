@@ -6,21 +6,19 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field
 
 from app.domain.mail.notices import Notice
 from app.domain.mail.routing import Reason
 from app.domain.vocab import Category, Severity
-from app.schemas.common import ReadModel, StrictModel
+from app.schemas.common import NonBlank, ReadModel, StrictModel
 
 InboundStatus = Literal["ticket", "reply", "rejected"]
 OutboundStatus = Literal["held", "pending", "sent", "failed", "suppressed"]
 
 
 class AcceptBody(StrictModel):
-    override_reason: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)
-    ] = Field(
+    override_reason: Annotated[str, NonBlank(2000)] = Field(
         description="why staff take it (recorded on the message, and as the ticket's "
         "override_reason when entitlement refuses the requester)"
     )
