@@ -172,9 +172,26 @@ async def _as_head(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> 
 class _Contract:
     query: frozenset[str]
     media_types: frozenset[str]
+    authenticated: bool  # the route authenticates: checked after the key (check_request)
 
 
 _KEY = "_sladesk_contract"  # kept on the route object itself (routes are not hashable)
+
+
+# Dependencies that authenticate the caller (registered by app.security): on a route that
+# has one, the contract is checked right after authentication, so a request without a valid
+# key is a 401 whatever else is wrong with it.
+_AUTHENTICATORS: set[Any] = set()
+
+
+def authenticates(dependency: Any) -> Any:
+    """Mark a dependency as the one that authenticates (see :func:`check_request`)."""
+    _AUTHENTICATORS.add(dependency)
+    return dependency
+
+
+def _authenticated_by(dependant: Any) -> bool:
+    return any(d.call in _AUTHENTICATORS or _authenticated_by(d) for d in dependant.dependencies)
 
 
 def _contract(route: APIRoute) -> _Contract:
@@ -187,7 +204,9 @@ def _contract(route: APIRoute) -> _Contract:
             media.add(str(getattr(route.body_field.field_info, "media_type", "application/json")))
         extra = (route.openapi_extra or {}).get("requestBody", {})
         media.update(str(k) for k in extra.get("content", {}))
-        found = _Contract(query, frozenset(m.lower() for m in media))
+        found = _Contract(
+            query, frozenset(m.lower() for m in media), _authenticated_by(route.dependant)
+        )
         route.__dict__[_KEY] = found
     return found
 
@@ -206,7 +225,17 @@ def _media_type(value: str) -> str:
 
 
 async def request_contract(request: Request) -> None:
-    """Every route's dependency: no undeclared query parameter, no undocumented body type."""
+    """Every route's dependency: no undeclared query parameter, no undocumented body type.
+    A route that authenticates checks them once the caller is known (check_request)."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or _contract(route).authenticated:
+        return
+    check_request(request)
+
+
+def check_request(request: Request) -> None:
+    """The request's contract (see :func:`request_contract`); called by the authenticating
+    dependency once the key is valid."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return

@@ -25,6 +25,7 @@ from sqlmodel import col
 
 from app.db import SessionDep
 from app.errors import Forbidden, NotFound, Unauthorized
+from app.http_contract import authenticates, check_request
 from app.models import ApiKey, StreamToken
 
 KEY_PREFIX = "sld_"
@@ -105,6 +106,7 @@ def actor_of(principal: Principal | None) -> dict[str, str | None]:
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer sld_…`")
 
 
+@authenticates
 async def _authenticated(
     request: Request,
     session: SessionDep,
@@ -124,6 +126,8 @@ async def _authenticated(
 
 
 def _principal(request: Request, row: ApiKey) -> Principal:
+    """The key's principal once it is known valid; then the request's own contract
+    (undeclared query parameters, body types: app.http_contract) is checked."""
     if row.revoked_at is not None:
         raise Unauthorized("This API key was revoked.")
     if row.expires_at is not None and row.expires_at <= datetime.now(UTC):
@@ -137,6 +141,7 @@ def _principal(request: Request, row: ApiKey) -> Principal:
         key_name=row.name,
     )
     request.state.principal = principal
+    check_request(request)
     return principal
 
 
@@ -166,6 +171,7 @@ async def mail_principal(
 STREAM_TOKEN_PREFIX = "sst_"
 
 
+@authenticates
 async def stream_principal(
     request: Request,
     session: SessionDep,

@@ -163,3 +163,23 @@ async def test_head_of_a_stream_ends_with_the_headers() -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
     assert response.content == b""
+
+
+async def test_a_request_without_a_valid_key_is_a_401_whatever_else_is_wrong(
+    client: httpx.AsyncClient, admin: httpx.AsyncClient
+) -> None:
+    """Authentication comes first: the contract (undeclared query parameters, body types)
+    is checked once the caller is known, so an anonymous client learns nothing else."""
+    for headers in ({}, {"Authorization": "Bearer sld_not-a-key"}):
+        unknown = await client.get("/v1/tickets", params={"text": "x"}, headers=headers)
+        assert unknown.status_code == 401
+        typed = await client.post(
+            "/v1/tickets", content=b"a=1", headers={**headers, "Content-Type": "text/plain"}
+        )
+        assert typed.status_code == 401
+    # With a valid key the same requests get their contract errors.
+    assert (await admin.get("/v1/tickets", params={"text": "x"})).status_code == 422
+    typed = await admin.post("/v1/tickets", content=b"a=1", headers={"Content-Type": "text/plain"})
+    assert typed.status_code == 415
+    # Routes without a key (health probes) check their contract all the same.
+    assert (await client.get("/healthz", params={"text": "x"})).status_code == 422
