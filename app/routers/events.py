@@ -96,6 +96,32 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
+# One server-sent event (the stream's schema describes each event, as OpenAPI 3.2 and SSE
+# clients read it): its id (the outbox sequence number), type and JSON data, the webhook
+# body. The first message carries only the position (`id`) and the reconnection delay.
+_EVENT_SCHEMA: dict[str, object] = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "pattern": r"^[0-9]{1,19}$"},
+        "event": {"type": "string", "examples": ["sla.warning"]},
+        "retry": {"type": "integer", "minimum": 0},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {
+                "type": "object",
+                "required": ["type", "timestamp", "data"],
+                "properties": {
+                    "type": {"type": "string"},
+                    "timestamp": {"type": "string", "format": "date-time"},
+                    "data": {"type": "object"},
+                },
+            },
+        },
+    },
+}
+
+
 @router.post(
     "/stream-tokens",
     status_code=201,
@@ -128,7 +154,7 @@ async def create_stream_token(
     responses={
         200: {
             "description": "Server-Sent Events until the stream's maximum duration",
-            "content": {EVENT_STREAM: {"schema": {"type": "string"}, "example": _EXAMPLE}},
+            "content": {EVENT_STREAM: {"schema": _EVENT_SCHEMA, "example": _EXAMPLE}},
         },
         **problems(404, 429),
     },

@@ -55,6 +55,8 @@ _DATE_RE = re.compile(DATE_PATTERN)
 _ANY_YEAR_INSTANT = re.compile(INSTANT_PATTERN.replace(_YEAR, "[0-9]{4}"))
 _ANY_YEAR_DATE = re.compile(DATE_PATTERN.replace(_YEAR, "[0-9]{4}"))
 _NAIVE = re.compile(INSTANT_PATTERN.split("(Z|")[0].replace(_YEAR, "[0-9]{4}") + "$")
+# "+01:00" typed into a URL: a '+' in a query string arrives as a space.
+_SPACE_OFFSET = re.compile(_NAIVE.pattern[:-1] + r" ([01][0-9]|2[0-3]):[0-5][0-9]$")
 _RANGE = {"x-year-range": [MIN_YEAR, MAX_YEAR]}
 INSTANT_EXAMPLE = "2026-03-06T17:00:00-08:00"
 INSTANT_HELP = (
@@ -79,6 +81,13 @@ def parse_instant(value: Any) -> datetime:
         _year_in_range(value.year)
         return value.astimezone(UTC)
     if not isinstance(value, str) or not _INSTANT_RE.match(value):
+        if isinstance(value, str) and _SPACE_OFFSET.match(value):
+            raise PydanticCustomError(
+                "instant",
+                "has a space where its offset's '+' should be: a '+' in a URL's query string "
+                "means a space, so encode it as %2B (…T17:00:00%2B01:00) or give the instant "
+                "in UTC with Z (…T16:00:00Z)",
+            )
         if isinstance(value, str) and _NAIVE.match(value):
             raise PydanticCustomError(
                 "timezone_aware",
