@@ -237,6 +237,30 @@ async def test_a_backlog_fires_oldest_first_across_batches(
     assert instants[0] == base + 30 * M and instants[-1] == base + 5 * H
 
 
+async def test_a_full_batch_of_clocks_due_at_one_instant_fires_them_all(
+    db: AsyncEngine, admin: httpx.AsyncClient
+) -> None:
+    # An outage: every customer writes in the same second, so every breach is due at one
+    # instant. A batch full of them must still fire (a breach is reached strictly after its
+    # due instant, so a horizon at the instant would fire none and claim them for ever).
+    desk = await make_desk(admin, targets=[target("first_response", 60, clock="24x7")])
+    received = datetime.now(UTC).replace(microsecond=0) - 3 * H
+    created = [
+        await open_ticket(admin, desk, received_at=received.isoformat()) for _ in range(4)
+    ]
+    timer = loop(db, batch=2)
+    rounds = 0
+    while rounds < 10:
+        result = await timer.fire_thresholds(received + 2 * H)
+        rounds += 1
+        if result.fired == 0 and not result.more:
+            break
+    assert rounds <= 4  # two full batches, then an empty round
+    for ticket in created:
+        assert await firings(db, ticket["id"]) == [("first_response breach", received + H)]
+    assert await scalar(db, "SELECT count(*) FROM sla_clocks WHERE next_check_at IS NOT NULL") == 0
+
+
 async def test_auto_close_closes_for_no_response_at_its_instant(
     db: AsyncEngine, admin: httpx.AsyncClient
 ) -> None:

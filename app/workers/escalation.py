@@ -52,7 +52,7 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, text
@@ -226,8 +226,12 @@ class TimerLoop:
                 return result
             full = len(claimed) == self.config.batch
             # A full batch may have left older crossings of other clocks unclaimed: fire
-            # only up to the last claimed instant, so a backlog goes out oldest first.
-            horizon = max(r.next_check_at for r in claimed if r.next_check_at) if full else now
+            # only up to the last claimed instant, so a backlog goes out oldest first. One
+            # microsecond past it, because a breach is reached strictly after its due
+            # instant: a horizon *at* the instant would fire none of a full batch of clocks
+            # due together, and the next round would claim the same batch again, forever.
+            last = max(r.next_check_at for r in claimed if r.next_check_at)
+            horizon = min(now, last + timedelta(microseconds=1)) if full else now
             ticket_ids = sorted({r.ticket_id for r in claimed})
             locked = {
                 t.id: t
