@@ -17,7 +17,7 @@ from app.domain.mail.facts import (
     parse_delivery_status,
     read_facts,
 )
-from app.domain.mail.notices import Notice, notice_for
+from app.domain.mail.notices import NOTICE_TYPES, Notice, notice_for
 from app.domain.mail.routing import NewTicket, Reason, Reject, Reply, SenderContact, ThreadTarget
 from app.domain.vocab import Category, ContactRole, Severity, TicketStatus
 
@@ -368,6 +368,14 @@ def test_email_defaults() -> None:
 )
 def test_notice_for(event_type: str, data: dict[str, object], notice: Notice | None) -> None:
     assert notice_for(event_type, data) is notice
+
+
+def test_the_types_that_may_send_are_catalogue_types() -> None:
+    # The composer marks every other type as done without looking (one UPDATE): a misspelt
+    # name here would silently swallow that notice.
+    from app.events import EVENT_TYPES
+
+    assert NOTICE_TYPES.issubset(EVENT_TYPES)
 
 
 # -------------------------------------------------------------------------- delivery
