@@ -17,8 +17,9 @@ from datetime import UTC, datetime
 from email import policy as email_policy
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
+from typing import Any, cast
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import CursorResult, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -77,14 +78,16 @@ async def compose_pending(
         .limit(batch * SILENT_FACTOR)
         .with_for_update(skip_locked=True)
     )
-    marked = (
+    marked_result = cast(
+        "CursorResult[Any]",
         await session.execute(
             update(OutboxEvent)
             .where(col(OutboxEvent.id).in_(silent.scalar_subquery()))
             .values(mailed_at=now)
             .execution_options(synchronize_session=False)
-        )
-    ).rowcount
+        ),
+    )
+    marked = int(marked_result.rowcount or 0)
     result.handled += marked
     events = list(
         (
