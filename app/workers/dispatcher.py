@@ -109,6 +109,17 @@ EXCERPT_BYTES = 512
 PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
 
 
+# Inserts of many rows go as one statement with its parameter list (SQLAlchemy batches it
+# into multi-row VALUES and caches the compiled form), not as a statement built for each
+# batch: compiling a 200-row VALUES clause cost more than sending it.
+_INSERT_DELIVERIES = insert(DELIVERIES).on_conflict_do_nothing(
+    index_elements=["event_id", "subscription_id"]
+)
+_INSERT_ATTEMPTS = (
+    insert(ATTEMPTS).on_conflict_do_nothing(index_elements=["id"]).returning(ATTEMPTS.c.id)
+)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -446,11 +457,7 @@ class Dispatcher:
                 for subscription_id in _targets(event.type, event.data, subscriptions)
             ]
             if rows:
-                await conn.execute(
-                    insert(DELIVERIES)
-                    .values(rows)
-                    .on_conflict_do_nothing(index_elements=["event_id", "subscription_id"])
-                )
+                await conn.execute(_INSERT_DELIVERIES, rows)
             await conn.execute(
                 update(EVENTS)
                 .where(EVENTS.c.id.in_([e.id for e in ready]))
@@ -788,26 +795,22 @@ class Dispatcher:
         inserted = set(
             (
                 await conn.execute(
-                    insert(ATTEMPTS)
-                    .values(
-                        [
-                            {
-                                "id": result.attempt_id,
-                                "delivery_id": job.delivery_id,
-                                "number": counts[job.delivery_id] + 1,
-                                "trigger": "redeliver" if job.redeliver else "schedule",
-                                "started_at": result.started_at,
-                                "duration_ms": result.duration_ms,
-                                "status_code": result.status_code,
-                                "outcome": SUCCEEDED if _succeeded(result) else FAILED,
-                                "error": result.error,
-                                "response_excerpt": result.excerpt,
-                            }
-                            for job, result in wave
-                        ]
-                    )
-                    .on_conflict_do_nothing(index_elements=["id"])
-                    .returning(ATTEMPTS.c.id)
+                    _INSERT_ATTEMPTS,
+                    [
+                        {
+                            "id": result.attempt_id,
+                            "delivery_id": job.delivery_id,
+                            "number": counts[job.delivery_id] + 1,
+                            "trigger": "redeliver" if job.redeliver else "schedule",
+                            "started_at": result.started_at,
+                            "duration_ms": result.duration_ms,
+                            "status_code": result.status_code,
+                            "outcome": SUCCEEDED if _succeeded(result) else FAILED,
+                            "error": result.error,
+                            "response_excerpt": result.excerpt,
+                        }
+                        for job, result in wave
+                    ],
                 )
             ).scalars()
         )
