@@ -27,6 +27,7 @@ import asyncio
 import os
 import shutil
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -101,15 +102,21 @@ def fuzz_runs(fuzzed_server: Any) -> dict[str, subprocess.CompletedProcess[str]]
 
     def run(name: str) -> subprocess.CompletedProcess[str]:
         role, phases, extra = RUNS[name]
-        return run_schemathesis(
-            server.url,
-            seeded.keys[role],
-            max_examples=EXAMPLES,
-            seed_value=SEED,
-            phases=phases,
-            extra=extra,
-            timeout=1200,
-        )
+        started = time.monotonic()
+        try:
+            return run_schemathesis(
+                server.url,
+                seeded.keys[role],
+                max_examples=EXAMPLES,
+                seed_value=SEED,
+                phases=phases,
+                extra=extra,
+                timeout=1200,
+            )
+        finally:
+            # Which run is the longest (seen with -s, or in the captured output of a
+            # failure): the one to split next when CI time grows.
+            print(f"fuzz run {name}: {time.monotonic() - started:.0f} s")
 
     with ThreadPoolExecutor(max_workers=len(RUNS)) as pool:
         return dict(zip(RUNS, pool.map(run, RUNS), strict=True))
