@@ -34,9 +34,8 @@ from app.models import CalendarRow, Contact, Contract, Organization, Plan
 from app.schemas.common import local_time
 from app.schemas.entitlement import EntitlementRead, PreviewRead, PreviewRequest
 from app.security import Principal
-from app.services import calendars as calendar_service
-from app.services.calendars import HORIZON
-from app.services.plans import load_terms
+from app.services import compiled
+from app.services.compiled import HORIZON, load_terms
 
 
 @dataclass(frozen=True)
@@ -194,7 +193,7 @@ def entitlement_read(decision: Decision) -> EntitlementRead:
 
 
 def _calendar_of(coverage: Coverage, decision: Decision) -> Calendar:
-    return calendar_service.compiled(decision.calendars[coverage.calendar_id])
+    return compiled.calendar(decision.calendars[coverage.calendar_id])
 
 
 async def preview(
@@ -233,9 +232,7 @@ async def preview(
         chosen = coverage.select_all(data.severity, data.category, data.channel)
         for metric, picked in chosen.items():
             target = picked.target
-            calendar = (
-                calendar_service.ALWAYS_OPEN if target.clock is ClockKind.ALWAYS else business
-            )
+            calendar = compiled.ALWAYS_OPEN if target.clock is ClockKind.ALWAYS else business
             previewed = _preview_target(metric, picked.plan_code, target, calendar, received_at)
             previewed["due_local"] = local_time(previewed["due_at"], business.timezone)
             targets.append(previewed)
