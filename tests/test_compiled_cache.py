@@ -17,13 +17,14 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db import make_sessionmaker
 from app.errors import ValidationFailed
 from app.models.plan import Plan
-from app.security import Role
-from app.services import compiled, plans
+from app.security import Principal, Role
+from app.services import compiled, entitlement, plans
 from app.services.compiled import VersionedCache
 from app.services.plan_terms import TicketTerms
 from tests.conftest import auth, make_key, raw_connect
@@ -293,6 +294,66 @@ async def test_a_rolled_back_edit_never_lends_its_terms_to_the_committed_version
     )
     assert edited.status_code == 200 and edited.json()["version"] == 2, edited.text
     assert _first_response_minutes(await _ticket(admin, ids)) == 120
+
+
+async def test_entitlement_loads_contracts_plans_and_calendars_in_one_statement(
+    admin: httpx.AsyncClient, db: AsyncEngine
+) -> None:
+    """Three plans deep (gold requires silver requires bronze): one statement loads the
+    organization's contracts, the whole chain and the calendars."""
+    office, other = await _calendar(admin), await _calendar(admin, "Night desk")
+    made: dict[str, dict[str, Any]] = {}
+    for level, (code, requires, calendar) in enumerate(
+        [("bronze", None, office), ("silver", "bronze", other), ("gold", "silver", office)]
+    ):
+        response = await admin.post(
+            "/v1/plans",
+            json={
+                "code": code,
+                "name": code.title(),
+                "level": level,
+                "requires": requires,
+                "calendar_id": calendar["id"],
+                "channels": ["email"],
+                "targets": [{"metric": "first_response", "minutes": 60 + level}],
+            },
+        )
+        assert response.status_code == 201, response.text
+        made[code] = response.json()
+    ids = await _customer(admin, made["bronze"]["id"])
+    for code in ("silver", "gold"):
+        response = await admin.post(
+            "/v1/contracts",
+            json={
+                "organization_id": ids["org"],
+                "plan_id": made[code]["id"],
+                "starts_on": "2026-01-01",
+            },
+        )
+        assert response.status_code == 201, response.text
+
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    principal = Principal(key_id=uuid.uuid4(), role=Role.ADMIN)
+    event.listen(db.sync_engine, "before_cursor_execute", count)
+    try:
+        async with make_sessionmaker(db)() as session:
+            decision = await entitlement.decide_for(
+                session, principal, uuid.UUID(ids["org"]), at=_now()
+            )
+    finally:
+        event.remove(db.sync_engine, "before_cursor_execute", count)
+    coverage = decision.entitlement.coverage
+    assert decision.entitlement.allowed and coverage is not None
+    assert [p.code for p in coverage.chain] == ["gold", "silver", "bronze"]
+    assert [c.plan_code for c in decision.entitlement.contracts] == ["gold", "silver", "bronze"]
+    assert set(decision.calendars) == {uuid.UUID(office["id"]), uuid.UUID(other["id"])}
+    loading = [s for s in statements if "plans" in s or "contracts" in s]
+    assert len(loading) == 1, statements
+    assert len(statements) == 2, statements  # and the organization (scoping, 404)
 
 
 # --------------------------------------------------------------- two server processes

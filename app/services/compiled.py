@@ -31,11 +31,11 @@ import copy
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import select, text
+from sqlalchemy import Select, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -275,27 +275,34 @@ def terms_of_snapshot(item: Mapping[str, Any]) -> PlanTerms:
     )
 
 
-async def load_terms(
-    session: AsyncSession, plan_ids: Sequence[uuid.UUID]
-) -> tuple[dict[str, PlanTerms], dict[str, Plan], dict[uuid.UUID, CalendarRow]]:
-    """The plans with these ids and every plan they require (transitively), as domain
-    terms by code; also the rows by code and their calendars by id. One statement: the
-    requires chain is walked by a recursive CTE and each plan comes with its calendar."""
-    if not plan_ids:
-        return {}, {}, {}
-    chain = (
-        select(col(Plan.id), col(Plan.requires_id))
-        .where(col(Plan.id).in_(set(plan_ids)))
-        .cte("chain", recursive=True)
-    )
+def plan_chain(seed: Select[Any]) -> Select[Any]:
+    """The ids of the plans `seed` selects (one column of plan ids) and of every plan they
+    require, transitively: a recursive CTE, to use in ``Plan.id IN (...)``."""
+    chain = seed.cte("chain", recursive=True)
     chain = chain.union(
-        select(col(Plan.id), col(Plan.requires_id)).join(chain, col(Plan.id) == chain.c.requires_id)
+        select(col(Plan.requires_id))
+        .join(chain, col(Plan.id) == chain.c[0])
+        .where(col(Plan.requires_id).is_not(None))
     )
-    stmt = select(Plan, CalendarRow).join(CalendarRow, col(CalendarRow.id) == col(Plan.calendar_id))
-    stmt = stmt.where(col(Plan.id).in_(select(chain.c.id)))
-    found = (await session.execute(stmt)).all()
-    rows = {plan.id: plan for plan, _ in found}
-    calendar_rows = {cal.id: cal for _, cal in found}
+    return select(chain.c[0])
+
+
+def with_calendars(*extra: Any) -> Select[Any]:
+    """Plans with their calendars (and `extra` columns or entities), to filter."""
+    return select(Plan, CalendarRow, *extra).join(
+        CalendarRow, col(CalendarRow.id) == col(Plan.calendar_id)
+    )
+
+
+def terms_from(
+    found: Iterable[tuple[Plan, CalendarRow]],
+) -> tuple[dict[str, PlanTerms], dict[str, Plan], dict[uuid.UUID, CalendarRow]]:
+    """Domain terms by code, the rows by code and the calendars by id, of loaded plans."""
+    rows: dict[uuid.UUID, Plan] = {}
+    calendar_rows: dict[uuid.UUID, CalendarRow] = {}
+    for plan, calendar_row in found:
+        rows[plan.id] = plan
+        calendar_rows[calendar_row.id] = calendar_row
     terms: dict[str, PlanTerms] = {}
     by_code: dict[str, Plan] = {}
     for row in rows.values():
@@ -303,6 +310,19 @@ async def load_terms(
         terms[row.code] = terms_of(row, calendar_rows[row.calendar_id].timezone, requires)
         by_code[row.code] = row
     return terms, by_code, calendar_rows
+
+
+async def load_terms(
+    session: AsyncSession, plan_ids: Sequence[uuid.UUID]
+) -> tuple[dict[str, PlanTerms], dict[str, Plan], dict[uuid.UUID, CalendarRow]]:
+    """The plans with these ids and every plan they require (transitively), as domain
+    terms by code; also the rows by code and their calendars by id. One statement."""
+    if not plan_ids:
+        return {}, {}, {}
+    seed = select(col(Plan.id)).where(col(Plan.id).in_(set(plan_ids)))
+    stmt = with_calendars().where(col(Plan.id).in_(plan_chain(seed)))
+    found = (await session.execute(stmt)).all()
+    return terms_from(found)
 
 
 # --------------------------------------------------------------------- invalidation

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -86,16 +86,25 @@ async def decide_for(
         if contact_id is not None
         else None
     )
-    rows = (
-        (
-            await session.execute(
-                select(Contract).where(col(Contract.organization_id) == organization_id)
-            )
+    # One statement: the plans the organization holds and those they require, each with
+    # its calendar and the organization's contracts for it (none for a plan it only
+    # requires through another).
+    held = select(col(Contract.plan_id)).where(col(Contract.organization_id) == organization_id)
+    stmt = (
+        compiled.with_calendars(Contract)
+        .outerjoin(
+            Contract,
+            and_(
+                col(Contract.plan_id) == col(Plan.id),
+                col(Contract.organization_id) == organization_id,
+            ),
         )
-        .scalars()
-        .all()
+        .where(col(Plan.id).in_(compiled.plan_chain(held)))
+        .order_by(col(Contract.created_at), col(Contract.id))
     )
-    terms, plans, calendars = await load_terms(session, [r.plan_id for r in rows])
+    found = (await session.execute(stmt)).all()
+    rows = [contract for _, _, contract in found if contract is not None]
+    terms, plans, calendars = compiled.terms_from((p, c) for p, c, _ in found)
     code_by_id = {p.id: code for code, p in plans.items()}
     contracts = [
         ContractTerms(
