@@ -71,8 +71,6 @@ class VersionedCache(Generic[V]):
         # Requests run on one event loop, but the cache is plain process state: a lock
         # keeps it sound for threads too (run_in_threadpool, tests), and costs nothing.
         self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
 
     def get(self, key_id: uuid.UUID, version: int, source: Any, build: Callable[[], V]) -> V:
         key = (key_id, version)
@@ -80,13 +78,11 @@ class VersionedCache(Generic[V]):
             found = self._items.get(key)
             if found is not None and found[0] == source:
                 self._items.move_to_end(key)
-                self.hits += 1
                 return found[1]
         value = build()  # outside the lock: a build that raises caches nothing
         # A copy: the row's (or snapshot's) JSON values stay the caller's to change.
         kept = copy.deepcopy(source)
         with self._lock:
-            self.misses += 1
             self._items[key] = (kept, value)
             self._items.move_to_end(key)
             while len(self._items) > self.size:
