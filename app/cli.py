@@ -189,13 +189,18 @@ async def _serve(settings: Settings) -> None:
 
 
 async def _worker(settings: Settings) -> None:
+    from app.workers.compiled_listener import compiled_listener
     from app.workers.runner import running_workers
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with migrated_engine(settings) as engine, running_workers(engine, settings):
+    async with (
+        migrated_engine(settings) as engine,
+        running_workers(engine, settings),
+        compiled_listener(engine, settings),  # the timer's calendars, as serve's
+    ):
         say("worker running; Ctrl-C to stop")
         await stop.wait()
 

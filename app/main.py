@@ -43,6 +43,7 @@ from app.routers import (
     tickets,
     webhooks,
 )
+from app.workers.compiled_listener import compiled_listener
 from app.workers.runner import running_workers
 from app.workers.stream_hub import HubConfig, HubRegistry
 
@@ -77,10 +78,11 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
             own_engine = make_engine(settings.database_url.get_secret_value(), settings)
             _bind(app, own_engine)
         try:
-            if settings.run_workers:
-                async with running_workers(app.state.engine, settings):
-                    yield
-            else:
+            async with contextlib.AsyncExitStack() as stack:
+                # Every API process frees the compiled terms edits replace (a hint).
+                await stack.enter_async_context(compiled_listener(app.state.engine, settings))
+                if settings.run_workers:
+                    await stack.enter_async_context(running_workers(app.state.engine, settings))
                 yield
         finally:
             app.state.stream_hubs.close_all("the server is stopping")

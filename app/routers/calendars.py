@@ -97,7 +97,7 @@ async def due(
     minutes: Annotated[int, Query(ge=0, le=MAX_DUE_MINUTES, description="business minutes to add")],
 ) -> DueRead:
     """When `minutes` of business time have passed since `start`, and which intervals counted."""
-    calendar = calendars.compiled(await calendars.get_calendar(session, calendar_id))
+    calendar = await calendars.get_compiled(session, calendar_id)
     due_at, intervals = calendars.due(calendar, start, minutes)
     return DueRead(
         start=start.astimezone(UTC),
@@ -117,6 +117,6 @@ async def holidays(
 ) -> HolidaysRead:
     """The closed dates of a year: public holidays of the calendar's country and subdivision
     plus its extra holidays, with their names."""
-    calendar = calendars.compiled(await calendars.get_calendar(session, calendar_id))
+    calendar = await calendars.get_compiled(session, calendar_id)
     days = [HolidayRead(date=d, name=n) for d, n in calendar.holidays_in(year)]
     return HolidaysRead(year=year, holidays=days)

@@ -1,10 +1,8 @@
-"""Business calendars: stored specs, compiled (and cached) into domain Calendars."""
+"""Business calendars: stored specs (compiled and cached by app.services.compiled)."""
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections import OrderedDict
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,61 +10,20 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.domain.calendar import Calendar, CalendarSpecError
+from app.domain.calendar import Calendar
 from app.errors import Conflict, NotFound, invalid_field
 from app.models.calendar import CalendarRow, CalendarVersion
 from app.models.plan import Plan
 from app.models.tickets import SlaClock
 from app.pagination import keyset, page_of
 from app.schemas.calendars import CalendarCreate, CalendarSpec, CalendarUpdate
+from app.services import compiled
+from app.services.clock_edits import calendar_changed
+from app.services.clocks import hold_timing
 from app.services.common import flush_or_conflict
 
 CONFLICTS = {"ux_calendars_name_lower": "A calendar with this name already exists."}
 SPEC_FIELDS = ("timezone", "weekly_hours", "holidays", "extra_holidays", "closures")
-
-ALWAYS_OPEN = Calendar.always_open()
-
-
-class _CompiledCache:
-    """Compiled calendars by (id, version): compiling parses holidays, so keep them.
-
-    An edit bumps the version, so a stale entry is never used; old ones age out."""
-
-    def __init__(self, size: int = 256) -> None:
-        self._size = size
-        self._items: OrderedDict[tuple[uuid.UUID, int], Calendar] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, calendar_id: uuid.UUID, version: int, spec: dict[str, Any]) -> Calendar:
-        key = (calendar_id, version)
-        with self._lock:
-            found = self._items.get(key)
-            if found is not None:
-                self._items.move_to_end(key)
-                return found
-        compiled = compile_spec(spec, "spec")
-        with self._lock:
-            self._items[key] = compiled
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-        return compiled
-
-
-_cache = _CompiledCache()
-
-
-def compile_spec(spec: dict[str, Any], prefix: str = "body") -> Calendar:
-    """Validate a spec with the domain; a bad field is a 422 naming it."""
-    try:
-        return Calendar.from_spec(spec)
-    except CalendarSpecError as exc:
-        raise invalid_field(f"{prefix}.{exc.field}", exc.message, "calendar") from None
-
-
-def compiled(row: CalendarRow | CalendarVersion) -> Calendar:
-    if isinstance(row, CalendarVersion):
-        return _cache.get(row.calendar_id, row.version, row.spec)
-    return _cache.get(row.id, row.version, row.spec)
 
 
 def _archive(session: AsyncSession, row: CalendarRow) -> None:
@@ -83,26 +40,16 @@ def _archive(session: AsyncSession, row: CalendarRow) -> None:
     )
 
 
-async def last_versions(
-    session: AsyncSession, calendar_ids: set[uuid.UUID]
-) -> list[CalendarVersion]:
-    """The last archived version of each of these (deleted) calendars."""
-    if not calendar_ids:
-        return []
-    stmt = (
-        select(CalendarVersion)
-        .where(col(CalendarVersion.calendar_id).in_(calendar_ids))
-        .order_by(col(CalendarVersion.version))
-    )
-    last = {v.calendar_id: v for v in (await session.execute(stmt)).scalars()}
-    return list(last.values())
-
-
 async def get_calendar(session: AsyncSession, calendar_id: uuid.UUID) -> CalendarRow:
     row = await session.get(CalendarRow, calendar_id)
     if row is None:
         raise NotFound("No calendar with that id.")
     return row
+
+
+async def get_compiled(session: AsyncSession, calendar_id: uuid.UUID) -> Calendar:
+    """The calendar compiled (from the per-process cache, by id and version)."""
+    return compiled.calendar(await get_calendar(session, calendar_id))
 
 
 async def list_calendars(
@@ -117,7 +64,7 @@ async def list_calendars(
 
 async def create_calendar(session: AsyncSession, data: CalendarCreate) -> CalendarRow:
     spec = data.to_spec()
-    compile_spec(spec)
+    compiled.compile_spec(spec)
     row = CalendarRow(name=data.name, timezone=data.timezone, spec=spec)
     session.add(row)
     await flush_or_conflict(session, CONFLICTS)
@@ -134,9 +81,6 @@ async def update_calendar(
     changes = data.changes()
     name = changes.pop("name", None)
     if changes:
-        # Imported here: these build on this module (compiled calendars).
-        from app.services.clocks import hold_timing
-
         await hold_timing(session)  # before reading the row: edits are serialized
     row = await get_calendar(session, calendar_id)
     if changes:
@@ -145,8 +89,8 @@ async def update_calendar(
             **CalendarUpdate.model_validate(changes).model_dump(mode="json", include=set(changes)),
         }
         spec = CalendarSpec.model_validate(merged).to_spec()
-        await _ensure_targets_fit(session, row, compile_spec(spec), now)
-        old = compiled(row)
+        await _ensure_targets_fit(session, row, compiled.compile_spec(spec), now)
+        old = compiled.calendar(row)
         row.spec = spec
         row.timezone = spec["timezone"]
         row.version += 1
@@ -156,8 +100,7 @@ async def update_calendar(
     if changes:
         _archive(session, row)
         await session.flush()
-        from app.services.clock_edits import calendar_changed
-
+        await compiled.changed(session, "calendar", row.id, row.version)
         await calendar_changed(session, row, old, now)
     return row
 
@@ -167,6 +110,7 @@ async def delete_calendar(session: AsyncSession, calendar_id: uuid.UUID) -> None
     await _ensure_unused(session, row)
     await session.delete(row)
     await session.flush()
+    await compiled.changed(session, "calendar", row.id, 0)
 
 
 async def _ensure_targets_fit(
@@ -181,7 +125,7 @@ async def _ensure_targets_fit(
             if not isinstance(minutes, int) or target.get("clock", "business") != "business":
                 continue
             if available is None:
-                available = new.between(now, now + HORIZON)
+                available = new.between(now, now + compiled.HORIZON)
             if timedelta(minutes=minutes) > available:
                 raise invalid_field(
                     "body.weekly_hours",
@@ -219,15 +163,9 @@ async def _ensure_unused(session: AsyncSession, row: CalendarRow) -> None:
         )
 
 
-# A business-time duration must come due within this horizon on its calendar: a calendar
-# open a few minutes a week cannot honour a month of business time (and computing such a
-# due time would walk thousands of years of calendar days).
-HORIZON = timedelta(days=5 * 366)
-
-
 def fits(calendar: Calendar, start: datetime, duration: timedelta) -> bool:
     """Whether `duration` of open time comes within HORIZON of `start`."""
-    return calendar.is_always_open or calendar.between(start, start + HORIZON) >= duration
+    return calendar.is_always_open or calendar.between(start, start + compiled.HORIZON) >= duration
 
 
 def due(calendar: Calendar, start: datetime, minutes: int) -> tuple[datetime, list[Any]]:

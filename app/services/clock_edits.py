@@ -24,11 +24,10 @@ from app.domain.vocab import Metric, TicketStatus
 from app.models.calendar import CalendarRow
 from app.models.plan import Plan
 from app.models.tickets import SlaClock, Ticket
-from app.services import calendars as calendar_service
 from app.services import clocks as clock_store
+from app.services import compiled
 from app.services import tickets as ticket_service
 from app.services.plan_terms import TicketTerms, snapshot_of
-from app.services.plans import load_terms
 
 _OPEN = [s.value for s in TicketStatus if s is not TicketStatus.CLOSED]
 
@@ -56,7 +55,7 @@ async def calendar_changed(
             .distinct()
         )
     ).scalars()
-    new = calendar_service.compiled(row)
+    new = compiled.calendar(row)
     tickets = await _locked(session, list(ids))
     for ticket in tickets:
         rows = await ticket_service.clock_rows(session, [ticket.id])
@@ -102,7 +101,7 @@ async def plan_changed(session: AsyncSession, plan: Plan, now: datetime) -> int:
 async def _apply_new_terms(session: AsyncSession, ticket: Ticket, now: datetime) -> None:
     assert ticket.plan_snapshot is not None and ticket.plan_id is not None
     old_terms = TicketTerms.from_snapshot(ticket.plan_snapshot)
-    terms, rows_by_code, _ = await load_terms(session, [ticket.plan_id])
+    terms, rows_by_code, _ = await compiled.load_terms(session, [ticket.plan_id])
     coverage = coverage_of(old_terms.code, terms)
     snapshot = snapshot_of(coverage, rows_by_code)
     new_terms = TicketTerms.from_snapshot(snapshot)

@@ -29,7 +29,7 @@ from app.domain.sla import BusinessTime, Clock, Crossing, Threshold, ThresholdKi
 from app.domain.vocab import Category, Channel, ClockKind, Metric, Severity
 from app.models.calendar import CalendarRow, CalendarVersion
 from app.models.tickets import SlaClock, SlaFiring, Ticket
-from app.services import calendars
+from app.services import compiled
 from app.services.plan_terms import TicketTerms
 
 TIMER_CHANNEL = "sladesk_timers"
@@ -148,9 +148,9 @@ class CalendarSet:
     def __init__(
         self, rows: Iterable[CalendarRow] = (), archived: Iterable[CalendarVersion] = ()
     ) -> None:
-        self._by_id: dict[uuid.UUID, Calendar] = {r.id: calendars.compiled(r) for r in rows}
+        self._by_id: dict[uuid.UUID, Calendar] = {r.id: compiled.calendar(r) for r in rows}
         for version in archived:
-            self._by_id[version.calendar_id] = calendars.compiled(version)
+            self._by_id[version.calendar_id] = compiled.calendar(version)
 
     def business(self, calendar_id: uuid.UUID | None) -> BusinessTime:
         if calendar_id is None:
@@ -185,7 +185,7 @@ async def calendar_set(session: AsyncSession, ids: Iterable[uuid.UUID | None]) -
     )
     # A deleted calendar still counts the tickets that ran under it: its last version.
     deleted = wanted - {r.id for r in rows}
-    return CalendarSet(rows, await calendars.last_versions(session, deleted))
+    return CalendarSet(rows, await compiled.last_versions(session, deleted))
 
 
 # ---------------------------------------------------------------------------- rows

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -34,9 +34,8 @@ from app.models import CalendarRow, Contact, Contract, Organization, Plan
 from app.schemas.common import local_time
 from app.schemas.entitlement import EntitlementRead, PreviewRead, PreviewRequest
 from app.security import Principal
-from app.services import calendars as calendar_service
-from app.services.calendars import HORIZON
-from app.services.plans import load_terms
+from app.services import compiled
+from app.services.compiled import HORIZON, load_terms
 
 
 @dataclass(frozen=True)
@@ -87,16 +86,25 @@ async def decide_for(
         if contact_id is not None
         else None
     )
-    rows = (
-        (
-            await session.execute(
-                select(Contract).where(col(Contract.organization_id) == organization_id)
-            )
+    # One statement: the plans the organization holds and those they require, each with
+    # its calendar and the organization's contracts for it (none for a plan it only
+    # requires through another).
+    held = select(col(Contract.plan_id)).where(col(Contract.organization_id) == organization_id)
+    stmt = (
+        compiled.with_calendars(Contract)
+        .outerjoin(
+            Contract,
+            and_(
+                col(Contract.plan_id) == col(Plan.id),
+                col(Contract.organization_id) == organization_id,
+            ),
         )
-        .scalars()
-        .all()
+        .where(col(Plan.id).in_(compiled.plan_chain(held)))
+        .order_by(col(Contract.created_at), col(Contract.id))
     )
-    terms, plans, calendars = await load_terms(session, [r.plan_id for r in rows])
+    found = (await session.execute(stmt)).all()
+    rows = [contract for _, _, contract in found if contract is not None]
+    terms, plans, calendars = compiled.terms_from((p, c) for p, c, _ in found)
     code_by_id = {p.id: code for code, p in plans.items()}
     contracts = [
         ContractTerms(
@@ -194,7 +202,7 @@ def entitlement_read(decision: Decision) -> EntitlementRead:
 
 
 def _calendar_of(coverage: Coverage, decision: Decision) -> Calendar:
-    return calendar_service.compiled(decision.calendars[coverage.calendar_id])
+    return compiled.calendar(decision.calendars[coverage.calendar_id])
 
 
 async def preview(
@@ -233,9 +241,7 @@ async def preview(
         chosen = coverage.select_all(data.severity, data.category, data.channel)
         for metric, picked in chosen.items():
             target = picked.target
-            calendar = (
-                calendar_service.ALWAYS_OPEN if target.clock is ClockKind.ALWAYS else business
-            )
+            calendar = compiled.ALWAYS_OPEN if target.clock is ClockKind.ALWAYS else business
             previewed = _preview_target(metric, picked.plan_code, target, calendar, received_at)
             previewed["due_local"] = local_time(previewed["due_at"], business.timezone)
             targets.append(previewed)

@@ -123,8 +123,10 @@ async def create_ticket(
 
     rows: list[SlaClock] = []
     if terms is not None:
-        cals = await clock_store.calendar_set(session, [terms.calendar_id])
-        business = cals.calendar(terms.calendar_id)
+        # The decision loaded the plan's calendar with it (same statement): no re-read.
+        business = clock_store.CalendarSet([decision.calendars[terms.calendar_id]]).calendar(
+            terms.calendar_id
+        )
         # Seeds 002/004: a request outside business hours is answered from the next opening.
         ticket.after_hours = not business.is_open(received_at)
         for metric in Metric:

@@ -29,7 +29,7 @@ from app.models import (
     Ticket,
     TicketEvent,
 )
-from app.services import calendars, mail_parse, mail_templates
+from app.services import compiled, mail_parse, mail_templates
 from app.services.mail_inbound import megabytes
 from app.services.mail_policy import OutboundPolicy
 
@@ -284,7 +284,7 @@ async def _earliest_close(
     row = await session.get(CalendarRow, uuid.UUID(str(calendar_id)))
     if row is None:
         return None
-    at = calendars.compiled(row).add_business_days(
+    at = compiled.calendar(row).add_business_days(
         datetime.fromisoformat(str(occurred)), notice_days
     )
     return mail_templates.local_date(at, row.timezone, locale)

@@ -17,21 +17,10 @@ from app.domain.entitlement import Coverage, PlanTarget
 from app.domain.lifecycle import AutoClosePolicy, LifecyclePolicy
 from app.domain.vocab import Category, Channel, Metric, Severity
 from app.models.plan import Plan
-from app.services.plans import terms_of
+from app.services import compiled
 
-_PLAN_FIELDS = (
-    "code",
-    "name",
-    "level",
-    "channels",
-    "excluded_categories",
-    "pause_on",
-    "auto_close",
-    "billing",
-    "targets",
-    "version",
-    "active",
-)
+# The plan fields a snapshot keeps, as stored (besides id, calendar, time zone, requires).
+_PLAN_FIELDS = compiled.PLAN_FIELDS
 
 
 def snapshot_of(coverage: Coverage, rows: dict[str, Plan]) -> dict[str, Any]:
@@ -58,21 +47,21 @@ def snapshot_of(coverage: Coverage, rows: dict[str, Plan]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class TicketTerms:
-    """A ticket's plan terms, rebuilt from its snapshot."""
+    """A ticket's plan terms, rebuilt from its snapshot.
+
+    Each plan of the chain comes from the compiled-terms cache (app.services.compiled),
+    by the plan id and version the snapshot names; the cache uses an entry only when
+    the snapshot keeps exactly the values the entry was compiled from, so a snapshot
+    of an older version, or one rewritten by a plan edit, is never read with another's
+    terms."""
 
     snapshot: dict[str, Any]
     coverage: Coverage
 
     @classmethod
     def from_snapshot(cls, snapshot: dict[str, Any]) -> TicketTerms:
-        chain = []
-        for item in snapshot["chain"]:
-            fields = {name: item[name] for name in _PLAN_FIELDS}
-            row = Plan(
-                id=uuid.UUID(item["id"]), calendar_id=uuid.UUID(item["calendar_id"]), **fields
-            )
-            chain.append(terms_of(row, item["timezone"], item["requires"]))
-        return cls(snapshot, Coverage(plan=chain[0], chain=tuple(chain)))
+        chain = tuple(compiled.terms_of_snapshot(item) for item in snapshot["chain"])
+        return cls(snapshot, Coverage(plan=chain[0], chain=chain))
 
     @property
     def plan_id(self) -> uuid.UUID:

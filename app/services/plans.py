@@ -17,23 +17,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlmodel import col
 
-from app.domain.entitlement import Billing as BillingTerms
-from app.domain.entitlement import (
-    Period,
-    PlanTerms,
-    UnrequestedAfterHours,
-    find_requires_cycle,
-    uncovered,
-)
-from app.domain.lifecycle import PAUSABLE_STATUSES, AutoClosePolicy
-from app.domain.sla import AmbiguousTargets, InvalidTarget, Target, check_targets
+from app.domain.entitlement import Period, find_requires_cycle, uncovered
+from app.domain.lifecycle import PAUSABLE_STATUSES
+from app.domain.sla import Target
 from app.domain.vocab import Category, Channel, ClockKind, Severity, TicketStatus
 from app.errors import (
     Conflict,
     NotFound,
     PreconditionFailed,
-    ValidationFailed,
-    field_error,
     if_match_unquoted,
     invalid_field,
     unquoted_etags,
@@ -41,7 +32,9 @@ from app.errors import (
 from app.models import CalendarRow, Contract, Organization, Plan
 from app.pagination import keyset, page_of
 from app.schemas.plans import PlanCreate, PlanFields, PlanRead, PlanUpdate
-from app.services import calendars
+from app.services import compiled
+from app.services.clock_edits import plan_changed
+from app.services.clocks import hold_timing
 from app.services.common import flush_or_conflict
 
 CONFLICTS = {"uq_plans_code": "A plan with this code already exists."}
@@ -168,37 +161,6 @@ def _normalize_target(target: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def parse_targets(items: Sequence[Mapping[str, Any]], prefix: str = "body") -> tuple[Target, ...]:
-    """Build the domain targets (app.domain.sla): a bad one is a 422 naming its index,
-    and so are two equally specific targets that can match the same ticket."""
-    targets: list[Target] = []
-    for index, item in enumerate(items):
-        try:
-            targets.append(Target.from_dict(item, index))
-        except InvalidTarget as exc:
-            raise invalid_field(f"{prefix}.targets[{index}]", str(exc), "target") from None
-    try:
-        check_targets(targets)
-    except AmbiguousTargets as exc:
-        errors = [
-            field_error(
-                f"{prefix}.targets[{j}]",
-                f"as specific as targets[{i}] and can match the same ticket for the same "
-                "metric; narrow one of them or add a more specific target",
-                "ambiguous_targets",
-            )
-            for i, j in exc.pairs
-        ]
-        listed = ", ".join(f"targets[{i}] and targets[{j}]" for i, j in exc.pairs)
-        raise ValidationFailed(
-            f"Ambiguous targets: {listed} are equally specific for the same metric and can "
-            "match the same ticket; narrow one of them or add a more specific target.",
-            errors,
-            pairs=[list(p) for p in exc.pairs],
-        ) from None
-    return tuple(targets)
-
-
 def _normalized(values: Mapping[str, Any]) -> dict[str, Any]:
     """The stored form of a plan's fields (JSON values, sorted lists)."""
     out = dict(values)
@@ -210,13 +172,13 @@ def _normalized(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _check_reachable(targets: Sequence[Target], calendar_row: CalendarRow, now: datetime) -> None:
-    calendar = calendars.compiled(calendar_row)
+    calendar = compiled.calendar(calendar_row)
     available: timedelta | None = None
     for target in targets:
         if target.minutes is None or target.clock is ClockKind.ALWAYS:
             continue
         if available is None:
-            available = calendar.between(now, now + calendars.HORIZON)
+            available = calendar.between(now, now + compiled.HORIZON)
         if timedelta(minutes=target.minutes) > available:
             raise invalid_field(
                 f"body.targets[{target.index}].minutes",
@@ -248,7 +210,7 @@ async def _validate(
     calendar_row = await session.get(CalendarRow, values["calendar_id"])
     if calendar_row is None:
         raise invalid_field("body.calendar_id", "no calendar with this id")
-    targets = parse_targets(values["targets"])
+    targets = compiled.parse_targets(values["targets"])
     _check_reachable(targets, calendar_row, now)
 
     required: Plan | None = None
@@ -392,9 +354,6 @@ async def apply_changes(
 ) -> bool:
     """Apply a partial update (PlanUpdate.changes()); True when something changed
     (and the version was bumped), False when every value was already so."""
-    # Imported here: clocks builds on this module (through plan_terms).
-    from app.services.clocks import hold_timing
-
     # Plan edits re-time open tickets: serialize them with every clock writer, and read
     # the plan again once no other edit can change it under us.
     await hold_timing(session)
@@ -418,10 +377,8 @@ async def apply_changes(
     row.requires_id = requires_id
     row.version += 1
     await flush_or_conflict(session, CONFLICTS)
+    await compiled.changed(session, "plan", row.id, row.version)
     if _CLOCK_FIELDS & set(changed):
-        # Imported here: clock_edits builds on this module (load_terms).
-        from app.services.clock_edits import plan_changed
-
         await plan_changed(session, row, now)
     return True
 
@@ -456,66 +413,4 @@ async def delete_plan(session: AsyncSession, plan_id: uuid.UUID) -> None:
         )
     await session.delete(row)
     await session.flush()
-
-
-# -------------------------------------------------------------------- domain terms
-
-
-def terms_of(row: Plan, timezone: str, requires_code: str | None) -> PlanTerms:
-    """The domain's view of a stored plan (its targets were validated when written)."""
-    billing = row.billing or {}
-    after_hours = billing.get("after_hours") or {}
-    auto_close = AutoClosePolicy(**row.auto_close) if row.auto_close else None
-    return PlanTerms(
-        id=row.id,
-        code=row.code,
-        name=row.name,
-        level=row.level,
-        requires=requires_code,
-        calendar_id=row.calendar_id,
-        timezone=timezone,
-        channels=frozenset(Channel(c) for c in row.channels),
-        excluded_categories=frozenset(Category(c) for c in row.excluded_categories),
-        pause_on=frozenset(TicketStatus(s) for s in row.pause_on),
-        auto_close=auto_close,
-        billing=BillingTerms(
-            follow_up_minutes=billing.get("follow_up_minutes", 15),
-            sessions_per_consultant=billing.get("sessions_per_consultant", True),
-            after_hours_allowed=after_hours.get("allowed", False),
-            after_hours_multiplier=after_hours.get("multiplier", 1.5),
-            after_hours_unrequested=UnrequestedAfterHours(
-                after_hours.get("unrequested", UnrequestedAfterHours.BUSINESS_RATE)
-            ),
-        ),
-        targets=parse_targets(row.targets, "plan"),
-        version=row.version,
-        active=row.active,
-    )
-
-
-async def load_terms(
-    session: AsyncSession, plan_ids: Sequence[uuid.UUID]
-) -> tuple[dict[str, PlanTerms], dict[str, Plan], dict[uuid.UUID, CalendarRow]]:
-    """The plans with these ids and every plan they require (transitively), as domain
-    terms by code; also the rows by code and their calendars by id."""
-    rows: dict[uuid.UUID, Plan] = {}
-    wanted = set(plan_ids)
-    while wanted:
-        found = (await session.execute(select(Plan).where(col(Plan.id).in_(wanted)))).scalars()
-        for row in found:
-            rows[row.id] = row
-        wanted = {r.requires_id for r in rows.values() if r.requires_id} - set(rows)
-    calendar_ids = {r.calendar_id for r in rows.values()}
-    calendars: dict[uuid.UUID, CalendarRow] = {}
-    if calendar_ids:
-        found_calendars = await session.execute(
-            select(CalendarRow).where(col(CalendarRow.id).in_(calendar_ids))
-        )
-        calendars = {c.id: c for c in found_calendars.scalars()}
-    terms: dict[str, PlanTerms] = {}
-    by_code: dict[str, Plan] = {}
-    for row in rows.values():
-        requires = rows[row.requires_id].code if row.requires_id in rows else None
-        terms[row.code] = terms_of(row, calendars[row.calendar_id].timezone, requires)
-        by_code[row.code] = row
-    return terms, by_code, calendars
+    await compiled.changed(session, "plan", row.id, 0)

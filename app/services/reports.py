@@ -59,8 +59,8 @@ from app.schemas.reports import (
     SimulationRequest,
 )
 from app.security import Principal
-from app.services import calendars, csv_export, plans
 from app.services import clocks as clock_store
+from app.services import compiled, csv_export, plans
 from app.services.plan_terms import TicketTerms
 from app.services.tickets import display_number
 
@@ -393,12 +393,12 @@ class _Plan:
 
 
 async def _stored_plan(session: AsyncSession, plan_id: uuid.UUID) -> _Plan:
-    terms, rows, cal_rows = await plans.load_terms(session, [plan_id])
+    terms, rows, cal_rows = await compiled.load_terms(session, [plan_id])
     row = next((r for r in rows.values() if r.id == plan_id), None)
     if row is None:
         raise NotFound("No plan with that id.")
     coverage = coverage_of(row.code, terms)
-    business = calendars.compiled(cal_rows[coverage.calendar_id])
+    business = compiled.calendar(cal_rows[coverage.calendar_id])
     return _Plan(
         ReplayTerms(coverage=coverage, business=business),
         SimulatedPlan(id=row.id, code=row.code, name=row.name),
@@ -423,11 +423,11 @@ async def _inline_plan(session: AsyncSession, data: PlanCreate, now: datetime) -
     except ValidationFailed as exc:
         raise _under_plan(exc) from None
     requires_id = row.requires_id
-    chain, _, _ = await plans.load_terms(session, [requires_id] if requires_id else [])
+    chain, _, _ = await compiled.load_terms(session, [requires_id] if requires_id else [])
     calendar_rows = await clock_store.calendar_set(session, [data.calendar_id])
     calendar_row = await session.get(CalendarRow, data.calendar_id)
     assert calendar_row is not None  # _validate checked it
-    inline = plans.terms_of(row, calendar_row.timezone, data.requires)
+    inline = compiled.terms_of(row, calendar_row.timezone, data.requires)
     coverage = coverage_of(data.code, {**chain, data.code: inline})
     return _Plan(
         ReplayTerms(coverage=coverage, business=calendar_rows.calendar(data.calendar_id)),

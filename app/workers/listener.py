@@ -33,6 +33,7 @@ async def listen(
     health_interval: float = 15.0,
     backoff_max: float = 5.0,
     url: str | None = None,
+    notify: Callable[[str], object] | None = None,
 ) -> None:
     """LISTEN on ``channel`` on a dedicated connection until ``stop``; call ``wake`` on
     every notification and every (re)connect; reconnect with backoff when it dies.
@@ -40,7 +41,10 @@ async def listen(
 
     The connection is made to ``url`` when given (SLADESK_LISTEN_DATABASE_URL), else to
     the engine's database: a transaction pooler would hand LISTEN a server connection
-    that other clients' transactions then use, and notifications would be lost."""
+    that other clients' transactions then use, and notifications would be lost.
+
+    With ``notify``, a notification calls it with its payload instead of ``wake`` (which
+    then means only "notifications may have been missed")."""
     dsn = dburl.dsn(url) if url is not None else dburl.dsn(engine.url)
     backoff = 0.1
     while not stop.is_set():
@@ -51,7 +55,7 @@ async def listen(
             )
             lost = asyncio.Event()
             conn.add_termination_listener(_setter(lost))
-            await conn.add_listener(channel, lambda *_args: wake())
+            await conn.add_listener(channel, _handler(wake, notify))
             listening.set()
             wake()  # notifications may have been missed while away
             backoff = 0.1
@@ -89,6 +93,14 @@ def check_listen_url(settings: Settings) -> None:
             "PostgreSQL URL for the workers' LISTEN connections (or run the workers with a "
             "direct SLADESK_DATABASE_URL)"
         )
+
+
+def _handler(
+    wake: Callable[[], None], notify: Callable[[str], object] | None
+) -> Callable[[object, int, str, str], object]:
+    if notify is None:
+        return lambda *_args: wake()
+    return lambda _conn, _pid, _channel, payload: notify(payload)
 
 
 def _setter(event: asyncio.Event) -> Callable[[object], None]:
