@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from email.utils import parseaddr
 from functools import lru_cache
 from pathlib import Path
@@ -43,6 +44,13 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     run_workers: bool = Field(default=True, description="Run the timer and webhook loops.")
+    workers: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+        le=256,
+        description="API processes of `sladesk serve` on one host:port (default: the number "
+        "of cores); the background loops run once, in the process that supervises them.",
+    )
 
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=10, ge=0, le=200)

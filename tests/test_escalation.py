@@ -245,9 +245,7 @@ async def test_a_full_batch_of_clocks_due_at_one_instant_fires_them_all(
     # due instant, so a horizon at the instant would fire none and claim them for ever).
     desk = await make_desk(admin, targets=[target("first_response", 60, clock="24x7")])
     received = datetime.now(UTC).replace(microsecond=0) - 3 * H
-    created = [
-        await open_ticket(admin, desk, received_at=received.isoformat()) for _ in range(4)
-    ]
+    created = [await open_ticket(admin, desk, received_at=received.isoformat()) for _ in range(4)]
     timer = loop(db, batch=2)
     rounds = 0
     while rounds < 10:
