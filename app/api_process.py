@@ -1,10 +1,14 @@
 """One API process of `sladesk serve --workers N` (N > 1), started by app.supervisor.
 
-    python -m app.api_process FD
+    python -m app.api_process reuse-port    # Linux
+    python -m app.api_process FD            # elsewhere
 
-FD is the listening socket the supervisor bound and passed on: every API process
-accepts on that one socket, so the kernel hands each connection to one of them. The
-supervisor writes the settings (a 4-byte length, then the pickled ``Settings``, with
+On Linux each API process listens on its own socket bound to the same host:port with
+SO_REUSEPORT, and the kernel spreads new connections evenly over those sockets. One
+socket shared by all (FD, bound by the supervisor) is the fallback: there the first
+process to wake accepts every connection waiting, so a burst of connections (a load
+balancer's kept-alive pool, a benchmark) can end up in one process and leave the other
+cores idle. The supervisor writes the settings (a 4-byte length, then the pickled ``Settings``, with
 the resolved database URL and ``run_workers`` off) on stdin and keeps stdin open: its
 end of file means the supervisor is gone, and this process stops rather than outlive
 it. The process writes one line, ``serving``, on stdout once it accepts connections;
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import pickle
 import signal
@@ -26,6 +31,27 @@ import warnings
 from typing import BinaryIO
 
 SERVING = b"serving\n"
+REUSE_PORT = "reuse-port"
+BACKLOG = 2048  # uvicorn's default
+
+
+def listening_socket(
+    host: str, port: int, *, reuse_port: bool, listen: bool = True
+) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # As uvicorn: a restart may bind while old connections sit in TIME_WAIT.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        if listen:
+            sock.listen(BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def read_settings(fd: int) -> object:
@@ -90,20 +116,29 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def main() -> None:
+    from app.config import Settings
     from app.observability import configure_logging
 
-    fd = int(sys.argv[1])
+    where = sys.argv[1]
     # Our stdout is the supervisor's control pipe; keep it for the "serving" line and
     # send whatever else is printed to stderr, so no stray text reaches the pipe.
     control = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     settings = read_settings(0)
-    configure_logging(getattr(settings, "log_level", "INFO"))
+    assert isinstance(settings, Settings)
+    configure_logging(settings.log_level)
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     # uvicorn re-raises the signal it stopped on after its graceful shutdown: a clean
     # exit (status 0) rather than death by signal, so the supervisor can tell them apart.
     signal.signal(signal.SIGTERM, _interrupt)
-    sock = socket.socket(fileno=fd)
+    if where == REUSE_PORT:
+        try:
+            sock = listening_socket(settings.host, settings.port, reuse_port=True)
+        except OSError as exc:  # one line; the supervisor reports the exit
+            logging.getLogger("sladesk.api").error("cannot listen: %s", exc)
+            raise SystemExit(1) from None
+    else:
+        sock = socket.socket(fileno=int(where))
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(settings, sock, control))
 

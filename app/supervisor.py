@@ -1,8 +1,10 @@
-"""`sladesk serve --workers N`: N API processes on one listening socket, supervised.
+"""`sladesk serve --workers N`: N API processes on one host:port, supervised.
 
-The supervisor (the `serve` process itself) binds host:port once and passes the socket
-to N children (``python -m app.api_process``, see there), so they share one port
-without SO_REUSEPORT and a port that is taken fails once, before any child starts.
+The supervisor (the `serve` process itself) binds host:port first, so that a port that
+is taken fails once, before any child starts, and keeps it bound while N children
+(``python -m app.api_process``, see there) listen on it: on Linux each with its own
+SO_REUSEPORT socket (the kernel balances connections over them; the supervisor's socket
+only holds the port and never listens), elsewhere on the supervisor's socket, shared.
 Everything that must happen once stays here: the database (embedded or not) and its
 migrations before the children start, the background loops (the caller runs them in
 this process), the start-up lines on stdout.
@@ -34,33 +36,25 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from app.api_process import SERVING, encode_settings
+from app.api_process import REUSE_PORT as REUSE_PORT_ARG
+from app.api_process import SERVING, encode_settings, listening_socket
 from app.config import Settings
 
 logger = logging.getLogger("sladesk.supervisor")
 
 RESTART_DELAY = 1.0
 STOP_GRACE = 60.0
-BACKLOG = 2048  # uvicorn's default
+REUSE_PORT = sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """The listening socket every API process accepts on (OSError when taken)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        # As uvicorn: a restart may bind while old connections sit in TIME_WAIT.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(BACKLOG)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-class StartFailed(Exception):
-    pass
+    """The supervisor's socket on host:port (OSError when the port is taken). With
+    SO_REUSEPORT, a plain bind first: a port held by anyone, even another sladesk with
+    SO_REUSEPORT, is refused rather than silently shared."""
+    if not REUSE_PORT:
+        return listening_socket(host, port, reuse_port=False)
+    listening_socket(host, port, reuse_port=False, listen=False).close()
+    return listening_socket(host, port, reuse_port=True, listen=False)
 
 
 @dataclass
@@ -177,12 +171,13 @@ class ApiProcesses:
                 await asyncio.wait_for(self._stopping.wait(), RESTART_DELAY)
 
     async def _spawn(self) -> asyncio.subprocess.Process:
-        fd = self.sock.fileno()
+        shared = () if REUSE_PORT else (self.sock.fileno(),)
+        where = REUSE_PORT_ARG if REUSE_PORT else str(self.sock.fileno())
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "app.api_process", str(fd),
+            sys.executable, "-m", "app.api_process", where,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
-            pass_fds=(fd,),
+            pass_fds=shared,
         )  # fmt: skip
         assert proc.stdin is not None
         # stdin stays open for the child's life: its end of file tells the child that

@@ -219,6 +219,7 @@ async def main() -> None:
         raise SystemExit("wrk is needed: apt-get install wrk")
     connections = args.connections or (8 if args.smoke else 16)
     seconds = args.seconds or (3.0 if args.smoke else 10.0)
+    # The same number of API processes for both: sladesk's default is the number of cores.
     workers = args.workers or (os.cpu_count() or 1)
 
     async with fresh_database("sladesk_bench_intake") as url:
@@ -228,7 +229,7 @@ async def main() -> None:
         await floor_conn.execute(TABLE)
         await floor_conn.close()
         key = "sk_bench_" + secrets.token_urlsafe(24)
-        proc, base = await start_service(url, key, workers=args.workers or None)
+        proc, base = await start_service(url, key, workers=workers)
         floor, floor_base = start_floor(url, workers)
         try:
             async with httpx.AsyncClient(

@@ -68,11 +68,11 @@ def _api_processes(serve_pid: int, port: int) -> list[int]:
     """The children of `serve` that accept connections on ``port``."""
     found = []
     for child in psutil.Process(serve_pid).children():
-        listening = [
-            c
-            for c in child.net_connections(kind="tcp")
-            if c.status == psutil.CONN_LISTEN and c.laddr.port == port
-        ]
+        try:
+            sockets = child.net_connections(kind="tcp")
+        except psutil.NoSuchProcess:  # a child that just died
+            continue
+        listening = [c for c in sockets if c.status == psutil.CONN_LISTEN and c.laddr.port == port]
         if listening:
             found.append(child.pid)
     return sorted(found)
