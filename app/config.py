@@ -16,6 +16,14 @@ from app import dburl
 from app.domain.vocab import DEFAULT_LOCALE, LOCALE_PATTERN
 
 
+def cores() -> int:
+    """The cores this process may run on (a cpuset or taskset counts; a CPU quota, as
+    a container's --cpus sets, does not: set SLADESK_WORKERS there)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 class Settings(BaseSettings):
     """Every knob of the service. A bad value stops start-up with one line naming it."""
 
@@ -45,7 +53,7 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     run_workers: bool = Field(default=True, description="Run the timer and webhook loops.")
     workers: int = Field(
-        default_factory=lambda: os.cpu_count() or 1,
+        default_factory=cores,
         ge=1,
         le=256,
         description="API processes of `sladesk serve` on one host:port (default: the number "
