@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LOOP_LISTENERS = {"sladesk-timers-listen", "sladesk-webhooks-listen"}
 
 
-async def _start(database_url: str, port: int, key: str) -> asyncio.subprocess.Process:
+async def _start(database_url: str, port: int, key: str, *extra: str) -> asyncio.subprocess.Process:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLADESK_")}
     env |= {
         "SLADESK_DATABASE_URL": database_url,
@@ -48,7 +48,7 @@ async def _start(database_url: str, port: int, key: str) -> asyncio.subprocess.P
         "SLADESK_MAIL_LISTEN": f"127.0.0.1:{free_port()}",
     }
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "2",
+        sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "2", *extra,
         env=env, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
 
@@ -262,9 +262,10 @@ async def test_two_api_processes_one_set_of_loops(db: AsyncEngine, database_url:
 
 
 async def test_a_dead_api_process_is_replaced(db: AsyncEngine, database_url: str) -> None:
+    """And --no-workers still means no background loop, in any process."""
     port, key = free_port(), new_key()
     base = f"http://127.0.0.1:{port}"
-    serve = await _start(database_url, port, key)
+    serve = await _start(database_url, port, key, "--no-workers")
     try:
         await _read_until(serve, "API docs at")
         first = _api_processes(serve.pid, port)
@@ -280,6 +281,8 @@ async def test_a_dead_api_process_is_replaced(db: AsyncEngine, database_url: str
             for _ in range(10):
                 assert (await api.get("/healthz")).status_code == 200
         descendants = psutil.Process(serve.pid).children(recursive=True)
+        # Served for a while, processes started and replaced: no loop ever listened.
+        assert await _listen_backends(db) == []
     finally:
         if serve.returncode is None:
             serve.send_signal(signal.SIGTERM)
@@ -287,6 +290,7 @@ async def test_a_dead_api_process_is_replaced(db: AsyncEngine, database_url: str
             _, err = await serve.communicate()
     assert serve.returncode == 0
     log = err.decode()
+    assert "workers started" not in log
     assert f"API process (pid {first[0]}) exited with status -9; starting another" in log
     _, alive = psutil.wait_procs(descendants, timeout=30)
     assert alive == []
