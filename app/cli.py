@@ -192,7 +192,7 @@ async def _serve(settings: Settings) -> None:
 async def _serve_processes(settings: Settings) -> None:
     """`serve` with ``settings.workers`` > 1 API processes (app.supervisor): the database,
     its migrations, the admin key and the background loops here, once; then the API
-    processes on one socket bound here; the start-up lines once they all serve."""
+    processes on the host:port bound here; the start-up lines once they all serve."""
     from app.supervisor import ApiProcesses, bind
     from app.workers.runner import running_workers
 
@@ -214,7 +214,9 @@ async def _serve_processes(settings: Settings) -> None:
 
         with sock:
             async with loops:
-                code = await ApiProcesses(settings, sock, settings.workers).run(announce)
+                # The port bound (--port 0 picks one): every API process listens on it.
+                bound = settings.model_copy(update={"port": sock.getsockname()[1]})
+                code = await ApiProcesses(bound, sock, settings.workers).run(announce)
     if code != 0:
         fail("an API process could not start (see the log above)")
 
