@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -294,3 +295,28 @@ async def test_a_dead_api_process_is_replaced(db: AsyncEngine, database_url: str
     assert f"API process (pid {first[0]}) exited with status -9; starting another" in log
     _, alive = psutil.wait_procs(descendants, timeout=30)
     assert alive == []
+
+
+async def test_the_api_processes_sockets_answer_without_nagle_delay() -> None:
+    """Each API process's own socket (SO_REUSEPORT) says it is TCP, so asyncio turns
+    Nagle off on what it accepts: with it on, a small answer waits for the client's
+    delayed ACK (~40 ms on Linux)."""
+    from app.api_process import listening_socket
+
+    accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    class Probe(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            sock = transport.get_extra_info("socket")
+            accepted.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            transport.close()
+
+    sock = listening_socket("127.0.0.1", 0, reuse_port=True)
+    server = await asyncio.get_running_loop().create_server(Probe, sock=sock)
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", sock.getsockname()[1])
+        assert await asyncio.wait_for(accepted, 30) != 0
+        writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
