@@ -155,6 +155,10 @@ def wrk(url: str, body: str, headers: dict[str, str], connections: int, seconds:
                 f"-c{connections}",
                 f"-d{max(1, round(seconds))}s",
                 "--latency",
+                # wrk's own 2 s timeout drops slow answers from the latencies (and
+                # counts them nowhere we printed): wait for them, and count failures.
+                "--timeout",
+                "30s",
                 "-s",
                 script.name,
                 url,
@@ -167,12 +171,16 @@ def wrk(url: str, body: str, headers: dict[str, str], connections: int, seconds:
         os.unlink(script.name)
     latency = {p: float(v) * UNITS[u] for p, v, u in WRK_LATENCY.findall(out)}
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sockets = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "requests": int(re.search(r"(\d+) requests in", out).group(1)),
         "p50": latency.get("50", float("nan")),
         "p99": latency.get("99", float("nan")),
         "errors": int(errors.group(1)) if errors else 0,
+        "socket_errors": sum(int(n) for n in sockets.groups()) if sockets else 0,
     }
 
 
@@ -254,6 +262,7 @@ async def main() -> None:
                     print(
                         f"  {load:>3} conns  {name:<8} {r['rps']:8.0f} req/s   "
                         f"p50 {r['p50']:7.1f} ms   p99 {r['p99']:7.1f} ms   errors {r['errors']}"
+                        f"   socket errors/timeouts {r['socket_errors']}"
                     )
                 ratio = results["sladesk"]["rps"] / results["floor"]["rps"]
                 print(f"  {load:>3} conns  ratio sladesk / floor: {ratio:.3f}")
