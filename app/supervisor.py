@@ -106,6 +106,10 @@ class ApiProcesses:
                 signal.signal(sig, handler)
         return 1 if self.failure is not None else 0
 
+    def stop(self) -> None:
+        """As SIGTERM: stop every API process gracefully; `run` returns when they are gone."""
+        self._stopping.set()
+
     def _on_signal(self) -> None:
         self._signals += 1
         if self._signals == 1:

@@ -26,10 +26,12 @@ from typing import Any
 
 import httpx
 import psutil
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from standardwebhooks import Webhook
 
+from app.config import Settings
 from app.security import new_key
 from tests.servers import free_port
 from tests.sse_harness import SseClient
@@ -320,3 +322,35 @@ async def test_the_api_processes_sockets_answer_without_nagle_delay() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_without_reuse_port_the_processes_share_the_supervisors_socket(
+    settings: Settings, db: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fallback where SO_REUSEPORT does not balance (not Linux): one socket, bound
+    and listening in the supervisor, passed to every API process."""
+    from app import supervisor
+
+    monkeypatch.setattr(supervisor, "REUSE_PORT", False)
+    sock = supervisor.bind("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    processes = supervisor.ApiProcesses(settings.model_copy(update={"port": port}), sock, 2)
+    serving = asyncio.Event()
+    running = asyncio.create_task(processes.run(serving.set))
+    try:
+        await eventually(lambda: serving.is_set() or running.done(), within=120, what="serving")
+        assert serving.is_set(), "the API processes did not start"
+        api_pids = _api_processes(os.getpid(), port)
+        assert sorted(api_pids) == sorted(processes.pids)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as api:
+            for _ in range(5):
+                assert (await api.get("/healthz")).status_code == 200
+            # The server sides are in the API processes: the supervisor only listens.
+            assert set(_holders(api_pids, port).values()) <= set(api_pids)
+            assert _holders(api_pids, port)
+    finally:
+        processes.stop()
+        code = await asyncio.wait_for(running, 90)
+        sock.close()
+    assert code == 0
+    assert all(not psutil.pid_exists(pid) for pid in api_pids)
