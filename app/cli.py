@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import signal
 import sys
 import warnings
@@ -188,6 +189,38 @@ async def _serve(settings: Settings) -> None:
             fail(f"could not serve on {settings.host}:{settings.port} (see the log above)")
 
 
+async def _serve_processes(settings: Settings) -> None:
+    """`serve` with ``settings.workers`` > 1 API processes (app.supervisor): the database,
+    its migrations, the admin key and the background loops here, once; then the API
+    processes on the host:port bound here; the start-up lines once they all serve."""
+    from app.supervisor import ApiProcesses, bind
+    from app.workers.runner import running_workers
+
+    async with migrated_engine(settings) as engine:
+        key = await _bootstrap_key(engine, settings)
+        try:
+            sock = bind(settings.host, settings.port)
+        except OSError as exc:
+            logging.getLogger("sladesk.supervisor").error("%s", exc)
+            fail(f"could not serve on {settings.host}:{settings.port} (see the log above)")
+        loops = (
+            running_workers(engine, settings) if settings.run_workers else contextlib.nullcontext()
+        )
+
+        def announce() -> None:  # the same lines, in the same order, as one process
+            if key is not None and settings.bootstrap_admin_key is None:
+                say(f"admin API key (shown only this once, store it now): {key}")
+            say(f"API docs at http://{settings.host}:{settings.port}/docs")
+
+        with sock:
+            async with loops:
+                # The port bound (--port 0 picks one): every API process listens on it.
+                bound = settings.model_copy(update={"port": sock.getsockname()[1]})
+                code = await ApiProcesses(bound, sock, settings.workers).run(announce)
+    if code != 0:
+        fail("an API process could not start (see the log above)")
+
+
 async def _worker(settings: Settings) -> None:
     from app.workers.compiled_listener import compiled_listener
     from app.workers.runner import running_workers
@@ -311,13 +344,30 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"give a number of processes (1 or more), not {value!r}")
+    return int(value)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sladesk", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the API (and the workers)")
     serve.add_argument("--host", help="bind address (SLADESK_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (SLADESK_PORT, default 8000)")
-    serve.add_argument("--no-workers", action="store_true", help="API only; run `sladesk worker`")
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        metavar="N",
+        help="API processes on the one port (SLADESK_WORKERS, default: the number of cores); "
+        "the background loops run once, in the supervising process",
+    )
+    serve.add_argument(
+        "--no-workers",
+        action="store_true",
+        help="API only, no background loops; run `sladesk worker`",
+    )
     commands.add_parser("worker", help="run only the background loops (needs a database URL)")
     migrate = commands.add_parser("migrate", help="apply the database migrations and exit")
     create_key = commands.add_parser(
@@ -342,7 +392,7 @@ def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     overrides: dict[str, object] = {}
     if args.command == "serve":
-        overrides = {"host": args.host, "port": args.port}
+        overrides = {"host": args.host, "port": args.port, "workers": args.workers}
         if args.no_workers:
             overrides["run_workers"] = False
     settings = load_settings(**overrides)
@@ -374,7 +424,9 @@ def main(argv: list[str] | None = None) -> None:
     out = say if args.command in ("serve", "worker") else note
     with database(settings, args.command, out) as ready:
         try:
-            if args.command == "serve":
+            if args.command == "serve" and ready.workers > 1:
+                asyncio.run(_serve_processes(ready))
+            elif args.command == "serve":
                 asyncio.run(_serve(ready))
             elif args.command == "worker":
                 asyncio.run(_worker(ready))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from email.utils import parseaddr
 from functools import lru_cache
 from pathlib import Path
@@ -13,6 +14,14 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app import dburl
 from app.domain.vocab import DEFAULT_LOCALE, LOCALE_PATTERN
+
+
+def cores() -> int:
+    """The cores this process may run on (a cpuset or taskset counts; a CPU quota, as
+    a container's --cpus sets, does not: set SLADESK_WORKERS there)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 class Settings(BaseSettings):
@@ -43,6 +52,13 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     run_workers: bool = Field(default=True, description="Run the timer and webhook loops.")
+    workers: int = Field(
+        default_factory=cores,
+        ge=1,
+        le=256,
+        description="API processes of `sladesk serve` on one host:port (default: the number "
+        "of cores); the background loops run once, in the process that supervises them.",
+    )
 
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=10, ge=0, le=200)

@@ -112,7 +112,8 @@ async def start_service(
     sladesk = Path(sys.executable).with_name("sladesk")
     command = [str(sladesk)] if sladesk.exists() else [sys.executable, "-m", "app.cli"]
     # A child process for the whole run, stopped with SIGTERM at the end (not awaited here).
-    serve = ["serve", "--workers", str(workers)] if workers and workers > 1 else ["serve"]
+    # Without ``workers``: serve's default (SLADESK_WORKERS, else the number of cores).
+    serve = ["serve"] if workers is None else ["serve", "--workers", str(workers)]
     proc = subprocess.Popen([*command, *serve], env=env, cwd=ROOT)  # noqa: ASYNC220
     base = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=base) as client:

@@ -155,6 +155,10 @@ def wrk(url: str, body: str, headers: dict[str, str], connections: int, seconds:
                 f"-c{connections}",
                 f"-d{max(1, round(seconds))}s",
                 "--latency",
+                # wrk's own 2 s timeout drops slow answers from the latencies (and
+                # counts them nowhere we printed): wait for them, and count failures.
+                "--timeout",
+                "30s",
                 "-s",
                 script.name,
                 url,
@@ -167,12 +171,16 @@ def wrk(url: str, body: str, headers: dict[str, str], connections: int, seconds:
         os.unlink(script.name)
     latency = {p: float(v) * UNITS[u] for p, v, u in WRK_LATENCY.findall(out)}
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sockets = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "requests": int(re.search(r"(\d+) requests in", out).group(1)),
         "p50": latency.get("50", float("nan")),
         "p99": latency.get("99", float("nan")),
         "errors": int(errors.group(1)) if errors else 0,
+        "socket_errors": sum(int(n) for n in sockets.groups()) if sockets else 0,
     }
 
 
@@ -219,6 +227,7 @@ async def main() -> None:
         raise SystemExit("wrk is needed: apt-get install wrk")
     connections = args.connections or (8 if args.smoke else 16)
     seconds = args.seconds or (3.0 if args.smoke else 10.0)
+    # The same number of API processes for both: sladesk's default is the number of cores.
     workers = args.workers or (os.cpu_count() or 1)
 
     async with fresh_database("sladesk_bench_intake") as url:
@@ -228,7 +237,7 @@ async def main() -> None:
         await floor_conn.execute(TABLE)
         await floor_conn.close()
         key = "sk_bench_" + secrets.token_urlsafe(24)
-        proc, base = await start_service(url, key, workers=args.workers or None)
+        proc, base = await start_service(url, key, workers=workers)
         floor, floor_base = start_floor(url, workers)
         try:
             async with httpx.AsyncClient(
@@ -253,6 +262,7 @@ async def main() -> None:
                     print(
                         f"  {load:>3} conns  {name:<8} {r['rps']:8.0f} req/s   "
                         f"p50 {r['p50']:7.1f} ms   p99 {r['p99']:7.1f} ms   errors {r['errors']}"
+                        f"   socket errors/timeouts {r['socket_errors']}"
                     )
                 ratio = results["sladesk"]["rps"] / results["floor"]["rps"]
                 print(f"  {load:>3} conns  ratio sladesk / floor: {ratio:.3f}")

@@ -4,8 +4,8 @@ instant to its arrival on each stream.
     python bench/stream.py            # 500 streams, 200 warnings over 20 s
     python bench/stream.py --smoke    # 50 streams, 20 warnings over 5 s
 
-1. Starts `sladesk serve` (a subprocess: API, timer loop and stream hub in one process,
-   as in production) against a fresh database.
+1. Starts `sladesk serve --workers 1` (a subprocess: API, timer loop and stream hub in
+   one process) against a fresh database.
 2. Opens the streams (`GET /v1/events/stream?types=sla.warning`, staff keys) from this
    process over real HTTP, and waits until every one has started.
 3. Creates tickets whose `sla.warning` instants fall evenly over a window that starts
@@ -108,7 +108,7 @@ async def main(connections: int, warnings: int, window: float) -> None:
             "SLADESK_STREAM_MAX_SECONDS": "3600",
             "SLADESK_STREAM_HEARTBEAT_SECONDS": "15",
         }
-        proc, base = await start_service(url, admin_key)
+        proc, base = await start_service(url, admin_key, workers=1)  # one process's streams
         try:
             limits = httpx.Limits(max_connections=connections + 20, max_keepalive_connections=0)
             timeout = httpx.Timeout(60, read=None)
