@@ -194,6 +194,7 @@ async def _serve_processes(settings: Settings) -> None:
     its migrations, the admin key and the background loops here, once; then the API
     processes on the host:port bound here; the start-up lines once they all serve."""
     from app.supervisor import ApiProcesses, bind
+    from app.workers.compiled_listener import compiled_listener
     from app.workers.runner import running_workers
 
     async with migrated_engine(settings) as engine:
@@ -203,9 +204,11 @@ async def _serve_processes(settings: Settings) -> None:
         except OSError as exc:
             logging.getLogger("sladesk.supervisor").error("%s", exc)
             fail(f"could not serve on {settings.host}:{settings.port} (see the log above)")
-        loops = (
-            running_workers(engine, settings) if settings.run_workers else contextlib.nullcontext()
-        )
+        loops = contextlib.AsyncExitStack()
+        if settings.run_workers:
+            await loops.enter_async_context(running_workers(engine, settings))
+            # The timer's calendars come from this process's compiled cache, as in `worker`.
+            await loops.enter_async_context(compiled_listener(engine, settings))
 
         def announce() -> None:  # the same lines, in the same order, as one process
             if key is not None and settings.bootstrap_admin_key is None:
