@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
@@ -26,7 +26,7 @@ from app.security import Role
 from app.services import event_stream
 from app.workers.escalation import TimerLoop
 from app.workers.stream_hub import HubConfig, HubRegistry, Scope, StreamEvent, StreamHub
-from tests.conftest import auth, make_key
+from tests.conftest import auth, make_key, raw_connect
 from tests.factories import create_agent, create_contact
 from tests.plan_factories import create_contract, target
 from tests.sse_harness import SseClient, serving
@@ -177,6 +177,50 @@ async def test_an_event_committed_late_is_delivered_in_order_never_skipped(
     everything = await _seqs(db)
     assert sse.ids == everything
     assert len(sse.ids) == len(set(sse.ids)) == 3
+
+
+async def test_a_long_transaction_in_another_database_holds_nothing_back(
+    db: AsyncEngine, admin_key: str, settings: Settings
+) -> None:
+    # A bulk load, a report or a pg_dump in another database of the same server keeps the
+    # cluster's oldest transaction id down for minutes; it cannot hold an outbox number, so
+    # it must hold back neither a new stream's start nor a hole (a rolled-back event).
+    assert settings.database_url is not None
+    elsewhere = make_url(settings.database_url.get_secret_value()).set(database="postgres")
+    other = await raw_connect(elsewhere.render_as_string(hide_password=False))
+    app = _app(settings, db)
+    try:
+        long = other.transaction()
+        await long.start()
+        await other.fetchval("SELECT txid_current()")  # it holds a transaction id
+        async with serving(app) as (base, _), SseClient(f"{base}{STREAM}", auth(admin_key)) as sse:
+            hub = _hub(app)
+            await eventually(
+                lambda: hub.frontier is not None, within=30, what="the hub's first frontier"
+            )
+            async with db.connect() as conn, conn.begin() as rolled_back:
+                await conn.execute(
+                    text(
+                        "INSERT INTO outbox_events (id, type, occurred_at, created_at, data)"
+                        " VALUES (gen_random_uuid(), 'ticket.updated', now(), now(), '{}')"
+                    )
+                )
+                await rolled_back.rollback()  # its number is a hole for good
+            async with db.begin() as conn:
+                after = await conn.scalar(
+                    text(
+                        "INSERT INTO outbox_events (id, type, occurred_at, created_at, data) "
+                        "VALUES (gen_random_uuid(), 'ticket.updated', now(), now(), '{}') "
+                        "RETURNING seq"
+                    )
+                )
+                await conn.execute(text("NOTIFY sladesk_outbox"))
+            await eventually(lambda: after in sse.ids, within=30, what="the event after the hole")
+        # All of it while the other database's transaction was still open.
+        assert await other.fetchval("SELECT txid_current_if_assigned()") is not None
+        await long.rollback()
+    finally:
+        await other.close()
 
 
 async def _second_customer(admin: httpx.AsyncClient, desk: Desk) -> Desk:

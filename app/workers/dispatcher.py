@@ -94,6 +94,7 @@ from app.models import metadata
 from app.services.netguard import AddressRefused, guarded_pool
 from app.services.outbox import OUTBOX_CHANNEL
 from app.workers.listener import listen, listen_url_of
+from app.workers.outbox_horizon import BOUNDS
 from app.workers.rounds import run_rounds
 
 logger = logging.getLogger("sladesk.webhooks")
@@ -395,12 +396,7 @@ class Dispatcher:
                 result.blocked = True
                 return result
             xmin, xmax = (
-                await conn.execute(
-                    text(
-                        "SELECT txid_snapshot_xmin(txid_current_snapshot()), "
-                        "txid_snapshot_xmax(txid_current_snapshot())"
-                    )
-                )
+                await conn.execute(text(f"SELECT {BOUNDS} FROM txid_current_snapshot() AS s"))
             ).one()
             watermark = (
                 await conn.execute(

@@ -18,11 +18,32 @@ Decided on transaction-id snapshots, twice (as the webhook dispatcher's fan-out 
 
 No clock and no guess: a hole is skipped only when it is proven empty, however long the
 transaction holding it runs.
+
+The ``xmin`` these rules read is that of *this database's* transactions
+(:data:`BOUNDS`), not the snapshot's own: a snapshot's ``xmin`` is the oldest transaction
+of the whole cluster, and a long one in another database (a bulk load, a report, a
+``pg_dump``) cannot hold an outbox number, yet would hold every hole open — and every
+new event stream's start — for as long as it runs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+# ``SELECT <BOUNDS> FROM txid_current_snapshot() AS s``: ``xmin``, the oldest transaction
+# of the snapshot still running *in this database* (each running transaction holds the
+# lock on its own id, and pg_locks and the backends' databases are readable by any role),
+# else the snapshot's ``xmax``; and ``xmax``. Transaction ids in pg_locks are 32-bit,
+# those of snapshots 64-bit (with the epoch): compared modulo 2^32. A top-level
+# transaction gets its id before any of its subtransactions, so the minimum over
+# top-level ids bounds them too.
+BOUNDS = (
+    "coalesce((SELECT min(x) FROM txid_snapshot_xip(s) AS x WHERE x % 4294967296 IN ("
+    "SELECT l.transactionid::text::bigint FROM pg_locks AS l "
+    "JOIN pg_stat_activity AS a ON a.pid = l.pid "
+    "WHERE l.locktype = 'transactionid' AND a.datname = current_database())), "
+    "txid_snapshot_xmax(s)) AS xmin, txid_snapshot_xmax(s) AS xmax"
+)
 
 
 @dataclass
@@ -61,4 +82,4 @@ class Horizon:
         self._wait = None
 
 
-__all__ = ["Horizon"]
+__all__ = ["BOUNDS", "Horizon"]

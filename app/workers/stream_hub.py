@@ -45,7 +45,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from app.models import metadata
 from app.services.outbox import OUTBOX_CHANNEL
 from app.workers.listener import listen
-from app.workers.outbox_horizon import Horizon
+from app.workers.outbox_horizon import BOUNDS, Horizon
 from app.workers.rounds import run_rounds
 
 logger = logging.getLogger("sladesk.stream")
@@ -54,7 +54,7 @@ EVENTS: Table = metadata.tables["outbox_events"]
 _INIT = -1  # the horizon key of the first frontier
 
 # One statement, one snapshot: the transaction-id bounds and the rows read under them.
-_SNAPSHOT = "SELECT txid_snapshot_xmin(s) AS xmin, txid_snapshot_xmax(s) AS xmax"
+_SNAPSHOT = f"SELECT {BOUNDS}"
 _FIRST = text(
     f"{_SNAPSHOT}, (SELECT coalesce(max(seq), 0) FROM outbox_events) AS top "
     "FROM txid_current_snapshot() AS s"
