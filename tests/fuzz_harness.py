@@ -80,6 +80,11 @@ def fuzz_settings(database_url: str) -> Settings:
         webhooks_allow_http=True,
         db_pool_size=5,
         db_max_overflow=5,
+        # An event stream is one long response by design; the fuzzer reads each response
+        # whole and holds every answer to a response-time limit, so streams end soon here
+        # (heartbeats included), as SLADESK_STREAM_MAX_SECONDS documents.
+        stream_max_seconds=2.0,
+        stream_heartbeat_seconds=0.5,
     )
 
 
