@@ -9,6 +9,10 @@ from typing import Any
 from sqlalchemy import DateTime, MetaData, func
 from sqlmodel import Field, SQLModel
 
+from app.models import construct_speed
+
+construct_speed.install()
+
 # Named constraints from day one, so migrations can refer to them (polar's convention).
 SQLModel.metadata.naming_convention = {
     "ix": "ix_%(column_0_label)s",

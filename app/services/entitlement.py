@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import BindParameter, Select, and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -67,6 +67,30 @@ async def _contact(
     return ContactInfo(id=row.id, role=ContactRole(row.role), active=row.active)
 
 
+def _holdings() -> Select[Any]:
+    # One statement: the plans the organization holds and those they require, each with
+    # its calendar and the organization's contracts for it (none for a plan it only
+    # requires through another). Built once (a recursive CTE costs more to build than to
+    # run); the organization is its parameter.
+    organization: BindParameter[uuid.UUID] = bindparam("organization_id")
+    held = select(col(Contract.plan_id)).where(col(Contract.organization_id) == organization)
+    return (
+        compiled.with_calendars(Contract)
+        .outerjoin(
+            Contract,
+            and_(
+                col(Contract.plan_id) == col(Plan.id),
+                col(Contract.organization_id) == organization,
+            ),
+        )
+        .where(col(Plan.id).in_(compiled.plan_chain(held)))
+        .order_by(col(Contract.created_at), col(Contract.id))
+    )
+
+
+_HOLDINGS = _holdings()
+
+
 async def decide_for(
     session: AsyncSession,
     principal: Principal,
@@ -86,23 +110,7 @@ async def decide_for(
         if contact_id is not None
         else None
     )
-    # One statement: the plans the organization holds and those they require, each with
-    # its calendar and the organization's contracts for it (none for a plan it only
-    # requires through another).
-    held = select(col(Contract.plan_id)).where(col(Contract.organization_id) == organization_id)
-    stmt = (
-        compiled.with_calendars(Contract)
-        .outerjoin(
-            Contract,
-            and_(
-                col(Contract.plan_id) == col(Plan.id),
-                col(Contract.organization_id) == organization_id,
-            ),
-        )
-        .where(col(Plan.id).in_(compiled.plan_chain(held)))
-        .order_by(col(Contract.created_at), col(Contract.id))
-    )
-    found = (await session.execute(stmt)).all()
+    found = (await session.execute(_HOLDINGS, {"organization_id": organization_id})).all()
     rows = [contract for _, _, contract in found if contract is not None]
     terms, plans, calendars = compiled.terms_from((p, c) for p, c, _ in found)
     code_by_id = {p.id: code for code, p in plans.items()}

@@ -22,7 +22,7 @@ from app.models.tickets import TICKET_NUMBER_SEQ, IdempotencyKey, SlaClock, Tick
 from app.schemas.tickets import TicketCreate, TicketRead
 from app.security import Principal
 from app.services import clocks as clock_store
-from app.services import entitlement, tickets
+from app.services import entitlement, outbox, tickets
 from app.services.plan_terms import TicketTerms, snapshot_of
 
 # How long a retry with the same Idempotency-Key returns the first ticket (as payment APIs
@@ -122,11 +122,11 @@ async def create_ticket(
     await session.flush()
 
     rows: list[SlaClock] = []
+    cals = clock_store.CalendarSet()
     if terms is not None:
         # The decision loaded the plan's calendar with it (same statement): no re-read.
-        business = clock_store.CalendarSet([decision.calendars[terms.calendar_id]]).calendar(
-            terms.calendar_id
-        )
+        cals = clock_store.CalendarSet([decision.calendars[terms.calendar_id]])
+        business = cals.calendar(terms.calendar_id)
         # Seeds 002/004: a request outside business hours is answered from the next opening.
         ticket.after_hours = not business.is_open(received_at)
         for metric in Metric:
@@ -142,6 +142,11 @@ async def create_ticket(
         ticket.next_due_at = clock_store.next_due(rows)
     await session.flush()
 
+    # Everything the event's payload and the answer read is at hand — the new clocks (in
+    # the order a read gives them), their calendar, no firings yet — so nothing is read
+    # back: the timeline and outbox events go in with one flush.
+    rows.sort(key=lambda r: r.metric)
+    context = tickets.PayloadContext(rows={ticket.id: rows}, cals=cals, fired={})
     await tickets.record(
         session,
         ticket,
@@ -160,10 +165,13 @@ async def create_ticket(
             "overridden": data.override_reason is not None,
         },
         outbox_type="ticket.created",
+        context=context,
     )
+    await session.flush()
+    await outbox.notify(session)
     if rows:
         await clock_store.notify_timers(session)
-    view = await tickets.read_ticket(session, principal, ticket, now)
+    view = tickets.ticket_read(ticket, rows, cals, now, principal, context.fired)
     if idempotency_key is not None:
         session.add(
             IdempotencyKey(
