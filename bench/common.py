@@ -31,8 +31,12 @@ def _dsn(url: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def fresh_database(prefix: str = "sladesk_bench") -> AsyncIterator[str]:
-    """Yield the URL of a new, migrated database; drop it (and any server) afterwards."""
+async def fresh_database(
+    prefix: str = "sladesk_bench", *, keep: bool = False
+) -> AsyncIterator[str]:
+    """Yield the URL of a new, migrated database; drop it (and any server) afterwards —
+    unless ``keep``: then it stays for a later run to reuse (a server of its own would be
+    gone, so keeping needs `SLADESK_DATABASE_URL`)."""
     given = os.environ.get("SLADESK_DATABASE_URL")
     server = None
     if given:
@@ -44,6 +48,9 @@ async def fresh_database(prefix: str = "sladesk_bench") -> AsyncIterator[str]:
             tempfile.mkdtemp(prefix="sladesk-bench-"), cleanup_mode="delete"
         )
         server_url = make_url(server.get_uri())
+    if keep and server is not None:
+        server.cleanup()
+        raise SystemExit("keeping a database needs SLADESK_DATABASE_URL (a server that stays)")
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(_dsn(server_url.render_as_string(hide_password=False)))
     await admin.execute(f'CREATE DATABASE "{name}"')
@@ -54,7 +61,8 @@ async def fresh_database(prefix: str = "sladesk_bench") -> AsyncIterator[str]:
         await engine.dispose()
         yield url
     finally:
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        if not keep:
+            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
         await admin.close()
         if server is not None:
             server.cleanup()

@@ -2,6 +2,9 @@
 
     python bench/search.py            # 1,000,000 tickets
     python bench/search.py --smoke    # 20,000 tickets, quick (CI)
+    python bench/search.py --keep     # load, measure, keep the database (prints its URL)
+    python bench/search.py --database URL   # measure again on a kept database (migrated
+                                            # to head first), loading nothing
 
 Bulk-loads tickets through the real schema — their search documents are written by the
 database's own triggers, as in production — with subjects and descriptions drawn from a
@@ -35,6 +38,7 @@ from sqlalchemy.dialects import postgresql
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker
 from app.domain.vocab import TicketStatus
+from app.migrate import upgrade
 from app.models.search import TicketSearch
 from app.security import Principal, Role
 from app.services import search, tickets
@@ -133,8 +137,11 @@ SEARCHES: list[tuple[str, str, bool, dict[str, Any]]] = [
 ]
 
 
-async def main(n: int, repeat: int) -> None:
-    async with fresh_database("sladesk_bench_search") as url:
+async def main(n: int, repeat: int, keep: bool, database: str | None) -> None:
+    if database is not None:
+        await reuse(database, repeat)
+        return
+    async with fresh_database("sladesk_bench_search", keep=keep) as url:
         settings = Settings(database_url=url, db_statement_timeout_ms=0)
         engine = make_engine(url, settings)
         started = time.perf_counter()
@@ -154,8 +161,28 @@ async def main(n: int, repeat: int) -> None:
         took = time.perf_counter() - started
         print(f"loaded {n:,} tickets (and their search documents, by trigger) in {took:.0f} s;")
         print(f"ticket_search with its GIN indexes: {size}")
+        if keep:
+            print(f"kept: python bench/search.py --database {url}")
         await measure(engine, repeat)
         await engine.dispose()
+
+
+async def reuse(url: str, repeat: int) -> None:
+    """Measure on a database a `--keep` run loaded, after migrating it to head (so that a
+    new migration is measured on the very rows the previous figures came from)."""
+    settings = Settings(database_url=url, db_statement_timeout_ms=0)
+    engine = make_engine(url, settings)
+    started = time.perf_counter()
+    await upgrade(engine)
+    print(f"migrated to head in {time.perf_counter() - started:.0f} s")
+    async with engine.connect() as conn:
+        n = await conn.scalar(text("SELECT count(*) FROM tickets"))
+        size = await conn.scalar(
+            text("SELECT pg_size_pretty(pg_total_relation_size('ticket_search'))")
+        )
+    print(f"reusing {n:,} tickets; ticket_search with its indexes: {size}")
+    await measure(engine, repeat)
+    await engine.dispose()
 
 
 async def measure(engine: Any, repeat: int) -> None:
@@ -230,6 +257,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="20,000 tickets, few repeats")
     parser.add_argument("--tickets", type=int, help="this many tickets instead")
+    parser.add_argument("--keep", action="store_true", help="keep the loaded database")
+    parser.add_argument("--database", help="measure on this kept database, loading nothing")
+    parser.add_argument("--repeat", type=int, help="timed calls per search")
     args = parser.parse_args()
     n = args.tickets or (20_000 if args.smoke else 1_000_000)
-    asyncio.run(main(n, 5 if args.smoke else 40))
+    repeat = args.repeat or (5 if args.smoke else 40)
+    asyncio.run(main(n, repeat, args.keep, args.database))
