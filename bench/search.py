@@ -137,9 +137,11 @@ SEARCHES: list[tuple[str, str, bool, dict[str, Any]]] = [
 ]
 
 
-async def main(n: int, repeat: int, keep: bool, database: str | None) -> None:
+async def main(
+    n: int, repeat: int, keep: bool, database: str | None, plans: list[str] | None
+) -> None:
     if database is not None:
-        await reuse(database, repeat)
+        await reuse(database, repeat, plans)
         return
     async with fresh_database("sladesk_bench_search", keep=keep) as url:
         settings = Settings(database_url=url, db_statement_timeout_ms=0)
@@ -163,11 +165,11 @@ async def main(n: int, repeat: int, keep: bool, database: str | None) -> None:
         print(f"ticket_search with its GIN indexes: {size}")
         if keep:
             print(f"kept: python bench/search.py --database {url}")
-        await measure(engine, repeat)
+        await measure(engine, repeat, plans)
         await engine.dispose()
 
 
-async def reuse(url: str, repeat: int) -> None:
+async def reuse(url: str, repeat: int, plans: list[str] | None) -> None:
     """Measure on a database a `--keep` run loaded, after migrating it to head (so that a
     new migration is measured on the very rows the previous figures came from)."""
     settings = Settings(database_url=url, db_statement_timeout_ms=0)
@@ -181,27 +183,34 @@ async def reuse(url: str, repeat: int) -> None:
             text("SELECT pg_size_pretty(pg_total_relation_size('ticket_search'))")
         )
     print(f"reusing {n:,} tickets; ticket_search with its indexes: {size}")
-    await measure(engine, repeat)
+    await measure(engine, repeat, plans)
     await engine.dispose()
 
 
-async def measure(engine: Any, repeat: int) -> None:
-    """Time the searches on a database loaded by :data:`SEED`."""
+async def measure(engine: Any, repeat: int, plans: list[str] | None = None) -> None:
+    """Time the searches on a database loaded by :data:`SEED`; beside each, what its page
+    query touched by EXPLAIN (ANALYZE, BUFFERS): shared buffers (hit + read) and the
+    ticket_search rows its scans returned — figures another process's load does not move."""
     sessionmaker = make_sessionmaker(engine)
     admin = Principal(key_id=uuid.uuid4(), role=Role.ADMIN)
     async with engine.connect() as conn:
         org = await conn.scalar(text("SELECT md5('org7')::uuid"))
     customer = Principal(key_id=uuid.uuid4(), role=Role.CUSTOMER, organization_id=org)
-    print(f"\n{'search':24} {'q':20} {'matches':>8} {'p50 ms':>8} {'p95 ms':>8}")
+    print(
+        f"\n{'search':24} {'q':20} {'matches':>8} {'p50 ms':>8} {'p95 ms':>8} "
+        f"{'buffers':>8} {'rows':>8} {'exec ms':>8}  scan"
+    )
     mix: list[float] = []
     for label, q, staff, filters in SEARCHES:
         principal = admin if staff else customer
+        f = dict(filters)
+        sort = f.pop("sort", "relevance")
+        if "status" in f:
+            f["status"] = [TicketStatus(v) for v in f["status"]]
 
-        async def call(principal: Principal = principal, q: str = q, f: dict = filters) -> Any:
-            f = dict(f)
-            sort = f.pop("sort", "relevance")
-            if "status" in f:
-                f["status"] = [TicketStatus(v) for v in f["status"]]
+        async def call(
+            principal: Principal = principal, q: str = q, f: dict = f, sort: str = sort
+        ) -> Any:
             async with sessionmaker() as session:
                 return await tickets.list_tickets(
                     session, principal, now=_NOW, cursor=None, limit=50, q=q, sort=sort, **f
@@ -217,23 +226,48 @@ async def measure(engine: Any, repeat: int) -> None:
         mix += samples
         matches = await _matches(engine, principal, q)
         p95 = samples[max(0, int(len(samples) * 0.95) - 1)]
-        print(f"{label:24} {q:20} {matches:8,} {statistics.median(samples):8.1f} {p95:8.1f}")
+        stmt = tickets.list_statement(principal, now=_NOW, cursor=None, limit=50, q=q,
+                                      sort=sort, **f)  # fmt: skip
+        plan = await _plan(engine, stmt)
+        top = plan["Plan"]
+        buffers = top["Shared Hit Blocks"] + top["Shared Read Blocks"]
+        rows, scans = _scans(top)
+        print(
+            f"{label:24} {q:20} {matches:8,} {statistics.median(samples):8.1f} {p95:8.1f} "
+            f"{buffers:8,} {rows:8,} {plan['Execution Time']:8.1f}  {' + '.join(scans)}"
+        )
+        if plans is not None and (label in plans or "all" in plans):
+            text_plan = await _plan(engine, stmt, as_text=True)
+            print("\n".join("    " + line for line in text_plan) + "\n")
     mix.sort()
     p95_all = mix[max(0, int(len(mix) * 0.95) - 1)]
     print(f"\nwhole mix: p50 {statistics.median(mix):.1f} ms, p95 {p95_all:.1f} ms "
           f"(target: p95 <= 50 ms)")  # fmt: skip
-    for label, q in (("two words", "printer timeout"), ("common word", "problem")):
-        stmt = tickets.list_statement(admin, now=_NOW, cursor=None, limit=50, q=q,
-                                      sort="relevance")  # fmt: skip
-        sql = str(stmt.compile(dialect=postgresql.dialect(),
-                               compile_kwargs={"literal_binds": True}))  # fmt: skip
-        async with engine.connect() as conn:
-            plan = (await conn.execute(text("EXPLAIN ANALYZE " + sql))).scalars().all()
-        print(f"\n-- plan: {label}")
-        for line in plan:
-            wanted = ("Scan", "Limit", "Sort", "Execution Time", "Join")
-            if any(k in line for k in wanted) and "Sort Key" not in line:
-                print("   " + line.strip())
+
+
+async def _plan(engine: Any, stmt: Any, as_text: bool = False) -> Any:
+    sql = str(stmt.compile(dialect=postgresql.dialect(),
+                           compile_kwargs={"literal_binds": True}))  # fmt: skip
+    how = "ANALYZE, BUFFERS" if as_text else "ANALYZE, BUFFERS, FORMAT JSON"
+    async with engine.connect() as conn:
+        result = (await conn.execute(text(f"EXPLAIN ({how}) " + sql))).scalars().all()
+    return result if as_text else result[0][0]
+
+
+def _scans(node: dict[str, Any]) -> tuple[int, list[str]]:
+    """Rows returned by the scans of ticket_search (and tickets) in a plan, and which."""
+    rows, scans = 0, []
+    if "Scan" in node["Node Type"] and node.get("Relation Name") in ("ticket_search", "tickets"):
+        loops = node.get("Actual Loops", 1)
+        rows += node["Actual Rows"] * loops
+        name = node.get("Index Name") or node["Relation Name"]
+        scans.append(f"{node['Node Type']} {name} x{loops}" if loops > 1 else
+                     f"{node['Node Type']} {name}")  # fmt: skip
+    for child in node.get("Plans", []):
+        r, s = _scans(child)
+        rows += r
+        scans += s
+    return rows, scans
 
 
 async def _matches(engine: Any, principal: Principal, q: str) -> int:
@@ -260,7 +294,8 @@ if __name__ == "__main__":
     parser.add_argument("--keep", action="store_true", help="keep the loaded database")
     parser.add_argument("--database", help="measure on this kept database, loading nothing")
     parser.add_argument("--repeat", type=int, help="timed calls per search")
+    parser.add_argument("--plans", nargs="*", help="print these searches' plans (or: all)")
     args = parser.parse_args()
     n = args.tickets or (20_000 if args.smoke else 1_000_000)
     repeat = args.repeat or (5 if args.smoke else 40)
-    asyncio.run(main(n, repeat, args.keep, args.database))
+    asyncio.run(main(n, repeat, args.keep, args.database, args.plans))
