@@ -36,7 +36,8 @@ from dataclasses import dataclass
 # else the snapshot's ``xmax``; and ``xmax``. Transaction ids in pg_locks are 32-bit,
 # those of snapshots 64-bit (with the epoch): compared modulo 2^32. A top-level
 # transaction gets its id before any of its subtransactions, so the minimum over
-# top-level ids bounds them too.
+# top-level ids bounds them too. (A prepared two-phase transaction holds its lock without
+# a backend and is not counted: sladesk never prepares one.)
 BOUNDS = (
     "coalesce((SELECT min(x) FROM txid_snapshot_xip(s) AS x WHERE x % 4294967296 IN ("
     "SELECT l.transactionid::text::bigint FROM pg_locks AS l "
