@@ -112,6 +112,8 @@ class SenderConfig:
     compose_batch: int = 200
     safety_recheck: float = 30.0
     error_backoff_max: float = 5.0
+    # After a NOTIFY, gather the ones that follow for this long: one round for a burst.
+    gather: float = 0.05
     listener_health_interval: float = 15.0
     tls_context: ssl.SSLContext | None = None
 
@@ -188,6 +190,7 @@ class MailSender:
                 what="mail",
                 worker=self.name,
                 backoff_max=self.config.error_backoff_max,
+                gather=self.config.gather,
             )
         finally:
             for task in [*listeners, stopper, *self._tasks]:
@@ -225,8 +228,14 @@ class MailSender:
             if capacity > 0:
                 limit = min(capacity, self.config.claim_batch)
                 jobs = await self._claim(now, limit)
+                # One recipient's messages go one after another, in the order they were
+                # composed (a contact attempt before the close it announces); recipients
+                # in parallel.
+                by_recipient: dict[str, list[Job]] = {}
                 for job in jobs:
-                    self._start(job)
+                    by_recipient.setdefault(job.recipient.lower(), []).append(job)
+                for in_order in by_recipient.values():
+                    self._start(in_order)
                 again = again or len(jobs) == limit
         if again:
             return 0.0
@@ -321,8 +330,10 @@ class MailSender:
 
     # --------------------------------------------------------------------------- send
 
-    def _start(self, job: Job) -> None:
-        task = asyncio.create_task(self._deliver(job), name=f"sladesk-mail-{job.outbound_id}")
+    def _start(self, jobs: list[Job]) -> None:
+        task = asyncio.create_task(
+            self._deliver_all(jobs), name=f"sladesk-mail-{jobs[0].outbound_id}"
+        )
         self._tasks.add(task)
 
         def done(task: asyncio.Task[None]) -> None:
@@ -330,6 +341,10 @@ class MailSender:
             self._wake.set()
 
         task.add_done_callback(done)
+
+    async def _deliver_all(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            await self._deliver(job)
 
     async def _deliver(self, job: Job) -> None:
         result = await self.send(job)
