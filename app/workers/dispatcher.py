@@ -146,8 +146,6 @@ class DispatcherConfig:
     gap_poll: float = 0.05
     gap_max_wait: float = 10.0
     error_backoff_max: float = 5.0
-    # After a NOTIFY, gather the ones that follow for this long: one round for a burst.
-    gather: float = 0.05
     listener_health_interval: float = 15.0
     listen_url: str | None = field(default=None, repr=False)  # may hold a password
 
@@ -312,7 +310,6 @@ class Dispatcher:
             what="webhook dispatch",
             worker=self.name,
             backoff_max=self.config.error_backoff_max,
-            gather=self.config.gather,
         )
 
     async def _round(self) -> float:

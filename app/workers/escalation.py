@@ -98,8 +98,6 @@ class TimerConfig:
     batch: int = 200
     safety_recheck: float = 30.0
     error_backoff_max: float = 5.0
-    # After a NOTIFY, gather the ones that follow for this long: one round for a burst.
-    gather: float = 0.05
     listener_health_interval: float = 15.0
     listen_url: str | None = field(default=None, repr=False)  # may hold a password
 
@@ -190,7 +188,6 @@ class TimerLoop:
             what="timer",
             worker=self.name,
             backoff_max=self.config.error_backoff_max,
-            gather=self.config.gather,
         )
 
     async def run_round(self) -> float:

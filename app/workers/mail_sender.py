@@ -112,8 +112,6 @@ class SenderConfig:
     compose_batch: int = 200
     safety_recheck: float = 30.0
     error_backoff_max: float = 5.0
-    # After a NOTIFY, gather the ones that follow for this long: one round for a burst.
-    gather: float = 0.05
     listener_health_interval: float = 15.0
     tls_context: ssl.SSLContext | None = None
 
@@ -190,7 +188,6 @@ class MailSender:
                 what="mail",
                 worker=self.name,
                 backoff_max=self.config.error_backoff_max,
-                gather=self.config.gather,
             )
         finally:
             for task in [*listeners, stopper, *self._tasks]:

@@ -23,11 +23,7 @@ async def run_rounds(
     what: str,
     worker: str,
     backoff_max: float,
-    gather: float = 0.0,
 ) -> None:
-    """``gather``: after a wake-up (not after its own timeout, which is an instant it must
-    keep), wait this long before the round, so that the NOTIFYs of a burst of requests —
-    each intake or action sends one — make one round instead of one round each."""
     backoff = 0.0
     while not stop.is_set():
         # Cleared before the round reads its queue: a NOTIFY that arrives during the
@@ -47,12 +43,7 @@ async def run_rounds(
             )
             delay = backoff
         if delay > 0:
-            woken = False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout=delay)
-                woken = True
-            if woken and gather > 0 and not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=gather)
         else:
             await asyncio.sleep(0)
