@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -28,6 +27,7 @@ from app.services import compiled, entitlement, plans
 from app.services.compiled import VersionedCache
 from app.services.plan_terms import TicketTerms
 from tests.conftest import auth, make_key, raw_connect
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -359,14 +359,8 @@ async def test_entitlement_loads_contracts_plans_and_calendars_in_one_statement(
 # --------------------------------------------------------------- two server processes
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def _serve(database_url: str) -> tuple[asyncio.subprocess.Process, str]:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLADESK_")}
     env.update(SLADESK_DATABASE_URL=database_url, SLADESK_LOG_LEVEL="WARNING")
     proc = await asyncio.create_subprocess_exec(
