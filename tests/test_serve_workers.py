@@ -33,8 +33,10 @@ from standardwebhooks import Webhook
 
 from app.config import Settings
 from app.security import new_key
+from tests.plan_factories import target
 from tests.servers import free_port
 from tests.sse_harness import SseClient
+from tests.ticket_factories import make_desk
 from tests.webhook_harness import Receiver, eventually
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,36 +103,11 @@ async def _post(api: httpx.AsyncClient, path: str, body: dict[str, Any]) -> dict
 
 async def _desk(api: httpx.AsyncClient, hook: str) -> tuple[dict[str, Any], str]:
     """A customer with a 60-minute first response around the clock; a breach webhook."""
-    calendar = await _post(
-        api, "/v1/calendars", {"name": "Always", "timezone": "UTC", "weekly_hours": "24x7"}
-    )
-    plan = await _post(
-        api,
-        "/v1/plans",
-        {
-            "code": "workers",
-            "name": "Workers",
-            "level": 1,
-            "calendar_id": calendar["id"],
-            "channels": ["email"],
-            "targets": [{"metric": "first_response", "minutes": 60, "clock": "24x7"}],
-        },
-    )
-    org = await _post(api, "/v1/organizations", {"name": "Workers Org"})
-    contact = await _post(
-        api,
-        f"/v1/organizations/{org['id']}/contacts",
-        {"name": "Workers Contact", "email": "workers@example.com"},
-    )
-    await _post(
-        api,
-        "/v1/contracts",
-        {"organization_id": org["id"], "plan_id": plan["id"], "starts_on": "2026-01-01"},
-    )
+    desk = await make_desk(api, targets=[target("first_response", 60, clock="24x7")])
     subscription = await _post(api, "/v1/webhooks", {"url": hook, "event_types": ["sla.breached"]})
     ticket = {
-        "organization_id": org["id"],
-        "contact_id": contact["id"],
+        "organization_id": desk.org["id"],
+        "contact_id": desk.contact["id"],
         "channel": "email",
         "severity": "high",
         "category": "technical",
