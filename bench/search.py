@@ -226,7 +226,9 @@ async def measure(engine: Any, repeat: int, plans: list[str] | None = None) -> N
         mix += samples
         matches = await _matches(engine, principal, q)
         p95 = samples[max(0, int(len(samples) * 0.95) - 1)]
-        stmt = tickets.list_statement(principal, now=_NOW, cursor=None, limit=50, q=q,
+        async with sessionmaker() as session:
+            parsed = await search.parse(session, q)
+        stmt = tickets.list_statement(principal, now=_NOW, cursor=None, limit=50, q=parsed,
                                       sort=sort, **f)  # fmt: skip
         plan = await _plan(engine, stmt)
         top = plan["Plan"]

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.domain.vocab import LANGUAGES
 from app.models.search import SEARCH_CONFIGS
@@ -224,3 +224,73 @@ async def test_a_broad_search_ranks_its_most_recent_matches(
     assert numbers[0] not in ranked
     assert await _numbers(admin, q="modem", sort="-received_at") == numbers[::-1]
     assert await _numbers(admin, q="modem", sort="received_at") == numbers
+
+
+async def test_a_status_filter_follows_every_change_of_status(
+    admin: httpx.AsyncClient, db: AsyncEngine
+) -> None:
+    """A ranked search filtered by status reads the status ``ticket_search`` keeps beside
+    the text (migration 0014): it follows every action in the transaction that makes it."""
+    desk = await make_desk(admin)
+    ticket = await open_ticket(admin, desk, subject="Gateway", description="Gateway down.")
+    bystander = await open_ticket(admin, desk, subject="Gateway", description="Gateway slow.")
+
+    async def by_status(status: str) -> list[str]:
+        return await _numbers(admin, q="gateway", status=status)
+
+    async def copies_agree() -> None:
+        async with db.connect() as conn:
+            differing = await conn.scalar(
+                text(
+                    "SELECT count(*) FROM tickets t JOIN ticket_search s ON s.ticket_id = t.id"
+                    " WHERE s.status IS DISTINCT FROM t.status"
+                )
+            )
+        assert differing == 0
+
+    assert sorted(await by_status("new")) == sorted([ticket["number"], bystander["number"]])
+    for action, body, status in [
+        ("reply", {"body": "Looking at the gateway."}, "in_progress"),
+        ("request_info", {"body": "Which gateway?"}, "waiting_on_customer"),
+        ("customer_reply", {"body": "The gateway in Lima."}, "in_progress"),
+        ("resolve", {"resolution": "fix", "body": "Restarted."}, "resolved"),
+        ("reopen", {"body": "Down again."}, "in_progress"),
+        ("close", {"reason": "other"}, "closed"),
+    ]:
+        before = (await admin.get(f"/v1/tickets/{ticket['id']}")).json()["status"]
+        await act(admin, ticket["id"], action, **body)
+        assert await by_status(status) == [ticket["number"]], action
+        if before != status:
+            assert ticket["number"] not in await by_status(before), action
+        await copies_agree()
+    assert await by_status("new") == [bystander["number"]]
+
+
+async def test_a_query_is_parsed_once_per_configuration_and_never_read_as_sql(
+    admin: httpx.AsyncClient, db: AsyncEngine
+) -> None:
+    desk = await make_desk(admin)
+    quoted = await open_ticket(
+        admin, desk, subject="Quotes", description="The user's $q$ macro and it's 100% broken."
+    )
+    # Every character the tsquery literal could be broken by, in the query itself.
+    for q in ["user's", "$q$ macro", "'$q$'::tsquery --", "user\\'s", "$q1$ $q$q$"]:
+        response = await admin.get("/v1/tickets", params={"q": q})
+        assert response.status_code == 200, (q, response.text)
+    assert await _numbers(admin, q="user's macro") == [quoted["number"]]
+    assert await _numbers(admin, q="macro -broken") == []
+    # Only stop words in every language: nothing matches (and nothing fails).
+    assert await _numbers(admin, q="the and") == []
+
+    async with db.connect() as conn, AsyncSession(bind=conn) as session:
+        parsed = await search.parse(session, "printer")
+        stop = await search.parse(session, "the")
+    # `printer` is the same word to English and `simple`: they share one match (one GIN
+    # scan); Spanish stems it to `print`.
+    assert parsed["english"] == parsed["simple"] == "'printer'"
+    assert parsed["spanish"] == "'print'"
+    queries = search._queries(parsed)
+    assert sorted(sorted(names) for names, _ in queries) == [["english", "simple"], ["spanish"]]
+    # An English stop word is no query in English: that configuration is not matched at all.
+    assert stop["english"] == "" and stop["simple"] == "'the'"
+    assert "english" not in [n for names, _ in search._queries(stop) for n in names]

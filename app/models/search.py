@@ -10,6 +10,7 @@ every timeline event with a body. The application never writes them.
 * ``document``: what every key may find: subject (weight A), description (B) and the
   public conversation (C). ``conversation`` keeps the public bodies alone, so that an
   edit of the subject or description rebuilds ``document`` without re-reading events.
+* ``status``: the ticket's, copied (a search filtered by status walks only its tickets).
 * ``internal``: the internal notes (D), matched for staff keys only: public and internal
   text are never in one document, so a customer's search cannot reach a note.
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Column, ForeignKey, Index, Uuid
+from sqlalchemy import Column, ForeignKey, Index, String, Uuid
 from sqlalchemy.dialects.postgresql import REGCONFIG, TSVECTOR
 from sqlmodel import Field, SQLModel
 
@@ -44,6 +45,10 @@ class TicketSearch(SQLModel, table=True):
             "received_at",
             "ticket_id",
         ),
+        # A search filtered by status walks only that status's tickets (migration 0014).
+        Index(
+            "ix_ticket_search_status_received_at_ticket_id", "status", "received_at", "ticket_id"
+        ),
     )
 
     ticket_id: uuid.UUID = Field(
@@ -52,6 +57,8 @@ class TicketSearch(SQLModel, table=True):
     # The ticket's, copied (they never change after intake; the edit trigger follows them).
     organization_id: uuid.UUID = Field(sa_column=Column(Uuid, nullable=False))
     received_at: datetime = timestamptz()
+    # The ticket's status, copied by a trigger in the transaction that changes it.
+    status: str = Field(sa_type=String(30))
     config: str = Field(sa_column=Column(REGCONFIG, nullable=False))
     conversation: str = Field(sa_column=Column(TSVECTOR, nullable=False))
     internal: str = Field(sa_column=Column(TSVECTOR, nullable=False))

@@ -15,9 +15,25 @@ also match ``internal`` (internal notes).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Float, Select, and_, bindparam, case, func, literal_column, or_, select
+from sqlalchemy import (
+    Float,
+    Select,
+    Text,
+    and_,
+    bindparam,
+    case,
+    false,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+)
+from sqlalchemy import cast as cast_
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
 
@@ -46,32 +62,87 @@ def _rank(document: Any, query: ColumnElement[Any]) -> ColumnElement[float]:
     return func.ts_rank(document, query, _RANK_NORMALIZATION, type_=Float)
 
 
+# A query parsed in each configuration: configuration name -> the tsquery's text ("" when
+# the words are all stop words there). See :func:`parse`.
+Parsed = Mapping[str, str]
+
+
+async def parse(session: AsyncSession, q: str) -> dict[str, str]:
+    """``q`` parsed by ``websearch_to_tsquery`` in every configuration, in one round trip.
+
+    The page query is then built with these tsqueries written into it, which buys two
+    things: configurations whose query comes out the same (an English word that no
+    stemmer changes is the same in ``english`` and ``simple``) share one GIN scan
+    instead of one each, and the planner sees each search's own tsquery, so it plans
+    a rare word (the GIN index) and a common one (walking ``received_at``) each their
+    own way rather than reusing one generic plan for every search.
+    """
+    columns = [
+        cast_(func.websearch_to_tsquery(_config(name), bindparam("q", q)), Text)
+        for name in SEARCH_CONFIGS
+    ]
+    row = (await session.execute(select(*columns))).one()
+    return dict(zip(SEARCH_CONFIGS, row, strict=True))
+
+
+def _literal(tsquery: str) -> ColumnElement[Any]:
+    """A tsquery text as a SQL literal. Dollar-quoted, with a tag the text does not
+    contain, so nothing in it is ever read as SQL (whatever the server's string
+    settings)."""
+    tag = "$q$"
+    n = 0
+    while tag in tsquery or tsquery.endswith(tag[:-1]):
+        n += 1
+        tag = f"$q{n}$"
+    return literal_column(f"{tag}{tsquery}{tag}::tsquery")
+
+
+def _queries(q: str | Parsed) -> list[tuple[list[str], ColumnElement[Any]]]:
+    """(configurations, tsquery) pairs to match. From a parsed query, configurations with
+    the same tsquery share one pair, and a configuration whose tsquery is empty has none
+    (an empty tsquery matches nothing); from raw text, one per configuration, parsed by
+    the database."""
+    if isinstance(q, str):
+        return [
+            ([name], func.websearch_to_tsquery(_config(name), bindparam("q", q, unique=True)))
+            for name in SEARCH_CONFIGS
+        ]
+    shared: dict[str, list[str]] = {}
+    for name in SEARCH_CONFIGS:
+        if q[name]:
+            shared.setdefault(q[name], []).append(name)
+    return [(names, _literal(text)) for text, names in shared.items()]
+
+
 def ticket_match(
-    principal: Principal, q: str, rows: Any = TicketSearch
+    principal: Principal, q: str | Parsed, rows: Any = TicketSearch
 ) -> tuple[ColumnElement[bool], ColumnElement[float]]:
     """The condition on ``ticket_search`` rows (``rows``: the table or an alias) matching
-    ``q`` for this key, and their rank (higher is better)."""
+    ``q`` (text, or as :func:`parse` gave it) for this key, and their rank (higher is
+    better)."""
     staff = principal.is_staff
     conditions = []
     ranks = []
-    for name in SEARCH_CONFIGS:
-        query = func.websearch_to_tsquery(_config(name), bindparam("q", q, unique=True))
+    for names, query in _queries(q):
         found: ColumnElement[bool] = rows.document.op("@@")(query)
         rank = _rank(rows.document, query)
         if staff:
             found = or_(found, rows.internal.op("@@")(query))
             rank = rank + _rank(rows.internal, query)
-        same_language = rows.config == _config(name)
+        same_language = or_(*(rows.config == _config(name) for name in names))
         conditions.append(and_(same_language, found))
         ranks.append((same_language, rank))
+    if not conditions:
+        return false(), literal(0.0, Float)
     return or_(*conditions), case(*ranks, else_=0.0).cast(Float)
 
 
 def ranked_tickets(
     principal: Principal,
-    q: str,
+    q: str | Parsed,
     *,
     organizations: set[uuid.UUID | None],
+    statuses: Sequence[str] = (),
     conditions: list[ColumnElement[bool]],
     cursor: str | None,
     limit: int,
@@ -81,12 +152,16 @@ def ranked_tickets(
     first — by the GIN index for a rare word, by walking ``received_at`` backwards for
     a common one, as the planner estimates —, and only its tickets are ranked.
     ``conditions`` are on ``tickets``; ``organizations`` all must hold (customer scope,
-    organization filter)."""
+    organization filter); ``statuses``, when given, are matched on ``ticket_search``'s
+    copy of the status, so that the walk reads only those tickets and never joins
+    ``tickets`` for them."""
     found, _ = ticket_match(principal, q)
     documents = [col(TicketSearch.config), col(TicketSearch.document), col(TicketSearch.internal)]
     window = select(col(TicketSearch.ticket_id), *documents).where(found)
     for organization in organizations:
         window = window.where(col(TicketSearch.organization_id) == organization)
+    if statuses:
+        window = window.where(col(TicketSearch.status).in_(list(statuses)))
     if conditions:
         window = window.join(Ticket, col(Ticket.id) == col(TicketSearch.ticket_id)).where(
             *conditions
@@ -137,4 +212,12 @@ def _words(q: str) -> list[str]:
     return cleaned.split()[:16]
 
 
-__all__ = ["NAME_DOCUMENT", "RANKED_WINDOW", "organization_match", "ranked_tickets", "ticket_match"]
+__all__ = [
+    "NAME_DOCUMENT",
+    "RANKED_WINDOW",
+    "Parsed",
+    "organization_match",
+    "parse",
+    "ranked_tickets",
+    "ticket_match",
+]

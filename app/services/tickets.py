@@ -435,18 +435,20 @@ def list_statement(
     tier: int | None = None,
     breached: bool | None = None,
     due_before: datetime | None = None,
-    q: str | None = None,
+    q: str | search.Parsed | None = None,
     sort: str = "-received_at",
 ) -> Select[Any]:
     """The page query of `GET /v1/tickets` (limit + 1 rows, keyset on the sort). Rows are
-    tickets, or (ticket, rank) with ``sort="relevance"`` (which needs ``q``)."""
+    tickets, or (ticket, rank) with ``sort="relevance"`` (which needs ``q``: its text, or
+    as :func:`search.parse` gave it)."""
     organizations = {organization_id}
     if principal.is_customer:
         organizations.add(principal.organization_id)
     organizations.discard(None)
     conditions: list[ColumnElement[bool]] = []
-    if status:
-        conditions.append(col(Ticket.status).in_([s.value for s in status]))
+    statuses = [s.value for s in status]
+    if statuses and sort != "relevance":
+        conditions.append(col(Ticket.status).in_(statuses))
     if severity:
         conditions.append(col(Ticket.severity).in_(list(severity)))
     if assignee_id is not None:
@@ -471,6 +473,7 @@ def list_statement(
             principal,
             q,
             organizations=organizations,
+            statuses=statuses,
             conditions=conditions,
             cursor=cursor,
             limit=limit,
@@ -498,6 +501,8 @@ async def list_tickets(
     sort: str = "-received_at",
     **filters: Any,
 ) -> tuple[list[TicketRead], str | None]:
+    if filters.get("q") is not None:
+        filters["q"] = await search.parse(session, filters["q"])
     stmt = list_statement(principal, now=now, cursor=cursor, limit=limit, sort=sort, **filters)
     result = await session.execute(stmt)
     if sort == "relevance":
