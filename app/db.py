@@ -49,12 +49,14 @@ def server_settings(settings: Settings) -> dict[str, str]:
     startup parameters it cannot track, such as ``statement_timeout``: behind one, set
     the timeout on the role instead (README, "Running at scale").
 
-    ``jit`` is off: every statement of this service is short, and on a large table the
-    planner's cost estimate of a search can cross ``jit_above_cost`` and spend tens of
-    milliseconds compiling a query that runs in a few."""
-    values = {"application_name": "sladesk", "timezone": "UTC", "jit": "off"}
+    ``jit`` is off (behind a pooler, on the role too): every statement of this service
+    is short, and on a large table the planner's cost estimate of a search can cross
+    ``jit_above_cost`` and spend tens of milliseconds compiling a query that runs in a
+    few."""
+    values = {"application_name": "sladesk", "timezone": "UTC"}
     if not settings.db_transaction_pooling:
         values["statement_timeout"] = str(settings.db_statement_timeout_ms)
+        values["jit"] = "off"
     return values
 
 
