@@ -152,6 +152,20 @@ class CalendarSet:
         for version in archived:
             self._by_id[version.calendar_id] = compiled.calendar(version)
 
+    @classmethod
+    def of_versions(cls, versions: Iterable[tuple[uuid.UUID, int, dict[str, Any]]]) -> CalendarSet:
+        """From (calendar id, version, spec) read along with something else."""
+        found = cls()
+        for calendar_id, version, spec in versions:
+            found._by_id[calendar_id] = compiled.calendar_of(calendar_id, version, spec)
+        return found
+
+    def add(self, other: CalendarSet) -> None:
+        self._by_id.update(other._by_id)
+
+    def __contains__(self, calendar_id: uuid.UUID) -> bool:
+        return calendar_id in self._by_id
+
     def business(self, calendar_id: uuid.UUID | None) -> BusinessTime:
         if calendar_id is None:
             return sla.ALWAYS_OPEN

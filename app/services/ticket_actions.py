@@ -73,6 +73,8 @@ class _Work:
     terms: TicketTerms | None
     occurred: datetime
     data: dict[str, Any]
+    # Thresholds fired on each clock (key -> instant), kept true as firings are withdrawn.
+    firings: dict[Any, dict[str, datetime]] = field(default_factory=dict)
     created: list[SlaClock] = field(default_factory=list)
 
 
@@ -118,16 +120,21 @@ async def apply(
     (an auto-close it precedes, firings it withdraws)."""
     terms = TicketTerms.from_snapshot(ticket.plan_snapshot) if ticket.plan_snapshot else None
     policy = terms.policy if terms is not None else lifecycle.DEFAULT_POLICY
-    rows = {Metric(r.metric): r for r in await tickets.clock_rows(session, [ticket.id])}
-    calendar_ids = [terms.calendar_id] if terms is not None else []
+    # The clocks, their firings and calendars in one statement, after the row lock.
+    loaded = await tickets.clocks_of(session, ticket.id)
+    rows = {Metric(r.metric): r for r in loaded.rows}
+    cals = loaded.cals
+    if terms is not None and terms.calendar_id not in cals:
+        cals.add(await clock_store.calendar_set(session, [terms.calendar_id]))
     work = _Work(
         ticket=ticket,
         rows=rows,
         clocks={m: clock_store.to_domain(r) for m, r in rows.items()},
-        cals=await clock_store.calendar_set(session, calendar_ids),
+        cals=cals,
         terms=terms,
         occurred=occurred,
         data={},
+        firings={clock_id: dict(keys) for clock_id, keys in loaded.firings.items()},
     )
     announced_status = ticket.status  # what subscribers last heard
     rewind = reevaluation.rewind_auto_close(ticket, work.clocks, occurred) if late else None
@@ -171,8 +178,15 @@ async def apply(
     withdrawn = await _save_clocks(session, work, clocks, late=late, until=max(now, occurred))
     ticket.next_due_at = clock_store.next_due(work.rows.values())
     ticket.version += 1
-    await session.flush()
 
+    # The action's own events read the clocks as just stored, with their calendars and
+    # firings: all at hand, so their payloads are built without reading anything back,
+    # and they go in with the next flush (one UPDATE of the ticket, not one per step).
+    context = tickets.PayloadContext(
+        rows={ticket.id: sorted(work.rows.values(), key=lambda r: r.metric)},
+        cals=work.cals,
+        fired={clock_id: set(keys) for clock_id, keys in work.firings.items()},
+    )
     kind, outbox_type = _KIND[action]
     message = getattr(body, "body", None)
     event = await tickets.record(
@@ -187,7 +201,9 @@ async def apply(
         data=work.data,
         outbox_type=outbox_type,
         actor=actor,
+        context=context,
     )
+    emitted = outbox_type is not None
     if auto_closing and ticket.auto_closed_from is not None:
         ticket.auto_closed_from = {**ticket.auto_closed_from, "event_id": str(event.id)}
     await worklogs.follow_up(
@@ -201,6 +217,7 @@ async def apply(
             "ticket.status_changed",
             occurred_at=occurred,
             now=now,
+            context=context,
             event={
                 "from": announced_status,
                 "to": ticket.status,
@@ -208,6 +225,7 @@ async def apply(
                 "actor": actor,
             },
         )
+        emitted = True
     if auto_close is AutoCloseDirective.SCHEDULE and ticket.auto_close_at is not None:
         await tickets.record(
             session,
@@ -222,7 +240,9 @@ async def apply(
             },
             outbox_type="ticket.auto_close_scheduled",
             actor=actor,
+            context=context,
         )
+        emitted = True
     elif auto_close is AutoCloseDirective.CANCEL:
         await tickets.record(
             session,
@@ -234,18 +254,21 @@ async def apply(
             data={"reason": f"status {ticket.status}"},
             outbox_type="ticket.auto_close_cancelled",
             actor=actor,
+            context=context,
         )
+        emitted = True
+    await session.flush()
     if rewind is not None and not close_stands:
         await reevaluation.withdraw_auto_close(session, ticket, rewind, event, now)
     await reevaluation.withdraw_firings(session, ticket, withdrawn, event, now)
-    if (
+    timers = (
         auto_close is not AutoCloseDirective.NONE
         or not outcome.clock_ops.is_empty
-        or work.created
+        or bool(work.created)
         or rewind is not None
-        or withdrawn
-    ):
-        await clock_store.notify_timers(session)
+        or bool(withdrawn)
+    )
+    await tickets.wake(session, outbox=emitted, timers=timers)
 
 
 # -------------------------------------------------------------------------- checks
@@ -436,7 +459,7 @@ async def _save_clocks(
     support (returned, for the caller to announce once the action is recorded)."""
     work.clocks = clocks
     calendar_id = work.terms.calendar_id if work.terms else None
-    fired = await clock_store.firings(session, [r.id for r in work.rows.values()])
+    fired = work.firings
     withdrawn: list[reevaluation.Unheld] = []
     if late:
         withdrawn = reevaluation.unheld(
