@@ -219,10 +219,10 @@ def _action_route(action: Action, model: type[ActionBase]) -> None:
         if_match: IfMatch = None,
     ) -> JSONResponse:
         now = _now()
-        ticket = await ticket_actions.perform(
+        view = await ticket_actions.perform_and_read(
             session, principal, ticket_id, action, body or model(), if_match=if_match, now=now
         )
-        return _with_etag(await tickets.read_ticket(session, principal, ticket, now))
+        return _with_etag(view)
 
     if optional:
         endpoint.__annotations__["body"] = Annotated[model | None, Body()]

@@ -263,9 +263,15 @@ def store(
     row.next_check_at = pending.at if pending is not None else None
 
 
+# The shared timing lock as an expression, for a writer to take it in a statement that
+# reads something else too (only what the lock does not guard: that statement's snapshot
+# predates the lock).
+SHARE_TIMING = func.pg_advisory_xact_lock_shared(_TIMING_LOCK)
+
+
 async def share_timing(session: AsyncSession) -> None:
     """Writers of clocks: wait for any calendar or plan edit in progress (see the docstring)."""
-    await session.execute(select(func.pg_advisory_xact_lock_shared(_TIMING_LOCK)))
+    await session.execute(select(SHARE_TIMING))
 
 
 async def hold_timing(session: AsyncSession) -> None:

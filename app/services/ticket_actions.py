@@ -38,6 +38,7 @@ from app.schemas.tickets import (
     CustomerReplyBody,
     EscalateBody,
     ResolveBody,
+    TicketRead,
 )
 from app.security import Principal, actor_of
 from app.services import clocks as clock_store
@@ -88,8 +89,45 @@ async def perform(
     if_match: str | None,
     now: datetime,
 ) -> Ticket:
-    await clock_store.share_timing(session)
-    ticket = await tickets.load(session, principal, ticket_id, for_update=True)
+    ticket, _ = await _perform(
+        session, principal, ticket_id, action, body, if_match=if_match, now=now
+    )
+    return ticket
+
+
+async def perform_and_read(
+    session: AsyncSession,
+    principal: Principal,
+    ticket_id: Any,
+    action: Action,
+    body: ActionBase,
+    *,
+    if_match: str | None,
+    now: datetime,
+) -> TicketRead:
+    """:func:`perform`, and the ticket as the answer shows it, read at ``now``: from the
+    clocks the action stored, unless something after its events changed them (a late
+    action's re-evaluation), which is read again."""
+    ticket, context = await _perform(
+        session, principal, ticket_id, action, body, if_match=if_match, now=now
+    )
+    if context is None:
+        return await tickets.read_ticket(session, principal, ticket, now)
+    rows = context.rows.get(ticket.id, [])
+    return tickets.ticket_read(ticket, rows, context.cals, now, principal, context.fired)
+
+
+async def _perform(
+    session: AsyncSession,
+    principal: Principal,
+    ticket_id: Any,
+    action: Action,
+    body: ActionBase,
+    *,
+    if_match: str | None,
+    now: datetime,
+) -> tuple[Ticket, tickets.PayloadContext | None]:
+    ticket = await tickets.lock_for_action(session, principal, ticket_id)
     if principal.is_customer and action not in lifecycle.CUSTOMER_ACTIONS:
         allowed = ", ".join(sorted(a.value for a in lifecycle.CUSTOMER_ACTIONS))
         raise Forbidden(f"A customer key may only {allowed}.")
@@ -98,8 +136,10 @@ async def perform(
     # Dated at or before the ticket's latest event: the system's events after it (firings,
     # an auto-close) are re-evaluated (services/reevaluation.py). Ordinary actions skip it.
     late = occurred <= ticket.last_event_at
-    await apply(session, ticket, principal, action, body, occurred=occurred, now=now, late=late)
-    return ticket
+    context = await apply(
+        session, ticket, principal, action, body, occurred=occurred, now=now, late=late
+    )
+    return ticket, context
 
 
 async def apply(
@@ -112,12 +152,15 @@ async def apply(
     occurred: datetime,
     now: datetime,
     late: bool = False,
-) -> None:
+) -> tickets.PayloadContext | None:
     """Apply an action that was authorized and timed already: the caller holds the
     timing lock and the ticket's row lock. ``principal`` None is the system itself (the
     timer loop's auto-close), recorded as actor ``{"role": "system"}``. ``late``: dated at
     or before the ticket's latest event, so the system's events after it are re-evaluated
-    (an auto-close it precedes, firings it withdraws)."""
+    (an auto-close it precedes, firings it withdraws).
+
+    Returns what the action's events read (the ticket's clocks, calendars and firings)
+    while it still holds when the action ends, else None (re-evaluation changed them)."""
     terms = TicketTerms.from_snapshot(ticket.plan_snapshot) if ticket.plan_snapshot else None
     policy = terms.policy if terms is not None else lifecycle.DEFAULT_POLICY
     # The clocks, their firings and calendars in one statement, after the row lock.
@@ -269,6 +312,7 @@ async def apply(
         or bool(withdrawn)
     )
     await tickets.wake(session, outbox=emitted, timers=timers)
+    return context if rewind is None and not withdrawn else None
 
 
 # -------------------------------------------------------------------------- checks

@@ -82,6 +82,28 @@ async def load(
     return ticket
 
 
+# An action's first statement: the shared timing lock, then the ticket's row lock (as
+# share_timing then load(for_update=True), the lock order of services/clocks.py), in one
+# round trip. The row lock returns the ticket's latest version even when it waited.
+_LOCK_FOR_ACTION = (
+    select(Ticket)
+    .select_from(select(clock_store.SHARE_TIMING.label("timing")).subquery())
+    .join(Ticket, col(Ticket.id) == bindparam("ticket_id"))
+    .with_for_update(key_share=True, of=Ticket)
+)
+
+
+async def lock_for_action(
+    session: AsyncSession, principal: Principal, ticket_id: uuid.UUID
+) -> Ticket:
+    """The shared timing lock and the ticket's row lock (see :func:`load`)."""
+    result = await session.execute(_LOCK_FOR_ACTION, {"ticket_id": ticket_id})
+    ticket = result.scalar_one_or_none()
+    if ticket is None or not principal.can_see_organization(ticket.organization_id):
+        raise NotFound("No ticket with that id.")
+    return ticket
+
+
 def _clock_columns() -> tuple[Any, ...]:
     """A clock row, the keys and instants of its firings (in key order), and the version
     and spec of the calendar counting it (for the compiled cache)."""
