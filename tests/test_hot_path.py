@@ -61,9 +61,9 @@ async def test_intake_reads_nothing_back_and_costs_a_handful_of_statements(
     assert read_back == [], read_back
     assert not [s for s in reads if " FROM calendars " in s and "plans" not in s], reads
     # A handful: the key; the timing lock with the organization and contact; the
-    # decision; the inserts (the ticket, its number returned; clocks, timeline and outbox
-    # events); one statement for both NOTIFYs. No UPDATE of the ticket just inserted.
-    assert len(statements) <= 8, "\n".join(statements)
+    # decision; the ticket, its number returned; one statement for the clocks, timeline
+    # and outbox events and both NOTIFYs. No UPDATE of the ticket just inserted.
+    assert len(statements) <= 5, "\n".join(statements)
     assert not [s for s in statements if s.startswith("UPDATE")], statements
 
 

@@ -12,7 +12,7 @@ import json
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -20,11 +20,12 @@ from app.domain import lifecycle, sla
 from app.domain.vocab import Metric, TicketStatus
 from app.errors import Conflict, EntitlementDenied, Forbidden, NotFound, invalid_field
 from app.models.directory import Contact, Organization
+from app.models.outbox import OutboxEvent
 from app.models.tickets import IdempotencyKey, SlaClock, Ticket
 from app.schemas.tickets import TicketCreate, TicketRead
 from app.security import Principal
 from app.services import clocks as clock_store
-from app.services import entitlement, tickets
+from app.services import entitlement, inserts, tickets
 from app.services.plan_terms import TicketTerms, snapshot_of
 
 # How long a retry with the same Idempotency-Key returns the first ticket (as payment APIs
@@ -147,16 +148,22 @@ async def create_ticket(
             clock_store.store(row, clock, cal, set(), terms.calendar_id)
             rows.append(row)
         ticket.next_due_at = clock_store.next_due(rows)
-    session.add(ticket)
-    await session.flush()  # the ticket alone (its number returned): the clocks refer to it
-    session.add_all(rows)
+    # The ticket first, its number returned (the column's default): the payloads show it.
+    ticket.number = (
+        await session.execute(
+            insert(Ticket)
+            .values(inserts.values_of(ticket, omit=("number",)))
+            .returning(col(Ticket.number))
+        )
+    ).scalar_one()
 
     # Everything the event's payload and the answer read is at hand — the new clocks (in
     # the order a read gives them), their calendar, no firings yet — so nothing is read
-    # back: the timeline and outbox events go in with one flush.
+    # back, and the rest goes in with one statement: clocks, timeline and outbox events,
+    # the idempotency record, and the NOTIFYs.
     rows.sort(key=lambda r: r.metric)
     context = tickets.PayloadContext(rows={ticket.id: rows}, cals=cals, fired={})
-    await tickets.record(
+    event = await tickets.record(
         session,
         ticket,
         principal,
@@ -176,11 +183,14 @@ async def create_ticket(
         outbox_type="ticket.created",
         context=context,
     )
-    await session.flush()
-    await tickets.wake(session, outbox=True, timers=bool(rows))
+    # record() added the timeline and outbox events to the session: they go in below,
+    # not with a flush.
+    made = [event, *(o for o in session.new if isinstance(o, OutboxEvent))]
+    for new in made:
+        session.expunge(new)
     view = tickets.ticket_read(ticket, rows, cals, now, principal, context.fired)
     if idempotency_key is not None:
-        session.add(
+        made.append(
             IdempotencyKey(
                 api_key_id=principal.key_id,
                 key=idempotency_key,
@@ -190,7 +200,8 @@ async def create_ticket(
                 created_at=now,
             )
         )
-        await session.flush()
+    channels = [tickets.outbox_channel] + ([clock_store.TIMER_CHANNEL] if rows else [])
+    await inserts.insert_all(session, [*rows, *made], notify=channels)
     return view, False
 
 
