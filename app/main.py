@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import __version__
 from app.config import Settings, get_settings
-from app.db import make_engine, make_sessionmaker
+from app.db import make_engine, make_sessionmaker, read_only_sessionmaker
 from app.docs import install_docs
 from app.errors import install_error_handlers
 from app.http_contract import MethodsMiddleware, request_contract
@@ -161,3 +161,4 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
 def _bind(app: FastAPI, engine: AsyncEngine) -> None:
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.read_only_sessionmaker = read_only_sessionmaker(engine)

@@ -8,7 +8,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import asyncpg
 import httpx
+import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -68,13 +70,23 @@ async def test_intake_reads_nothing_back_and_costs_a_handful_of_statements(
 
 
 async def test_a_ticket_read_is_the_key_and_one_statement(
-    db: AsyncEngine, admin: httpx.AsyncClient
+    db: AsyncEngine, admin: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     desk = await make_desk(admin, targets=[target("first_response", 60), target("resolution", 600)])
     ticket = await open_ticket(admin, desk)
+    began: list[object] = []
+    start = asyncpg.transaction.Transaction.start
+
+    async def counted(self: asyncpg.transaction.Transaction) -> None:
+        began.append(self)
+        await start(self)
+
+    monkeypatch.setattr(asyncpg.transaction.Transaction, "start", counted)
     with recorded(db) as statements:
         read = await admin.get(f"/v1/tickets/{ticket['id']}")
     assert read.status_code == 200
+    # Nothing to commit: no BEGIN, no COMMIT (app.db.read_only).
+    assert began == []
     assert len(read.json()["sla"]) == 2
     # The key, then the ticket with its clocks, their firings and calendars.
     assert len(statements) == 2, "\n".join(statements)
