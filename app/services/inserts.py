@@ -5,28 +5,52 @@ bookkeeping, and for a ticket just made that bookkeeping (identity map, change t
 buys nothing: nothing reads those rows again in the request. PostgreSQL runs every
 ``INSERT`` of a ``WITH`` as one statement and checks foreign keys at its end, so a row
 may refer to another row of the same statement.
+
+Statements are built once per shape (which tables, how many rows each) with bound
+parameters, and the values passed at execution: giving SQLAlchemy the values inside the
+statement costs more than the statement itself (each is coerced into a bound parameter).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Table, func, insert, literal, select
+from sqlalchemy import Column, Table, bindparam, func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import Select
 from sqlmodel import SQLModel
 
 
-def values_of(row: SQLModel, omit: Iterable[str] = ()) -> dict[str, Any]:
-    """A model's column values as an INSERT takes them (identity columns are the
-    database's; ``omit`` columns take their server default)."""
-    table: Table = row.__table__  # type: ignore[attr-defined]
+def columns_of(table: Table, omit: Iterable[str] = ()) -> list[Column[Any]]:
+    """The columns an INSERT gives (identity columns are the database's; ``omit``
+    columns take their server default)."""
     skipped = set(omit)
-    return {
-        c.key: getattr(row, c.key)
-        for c in table.columns
-        if c.identity is None and c.key not in skipped
-    }
+    return [c for c in table.columns if c.identity is None and c.key not in skipped]
+
+
+def values_of(row: SQLModel, omit: Iterable[str] = ()) -> dict[str, Any]:
+    """A model's column values as an INSERT takes them (see :func:`columns_of`)."""
+    return {c.key: getattr(row, c.key) for c in columns_of(_table(row), omit)}
+
+
+def _table(row: SQLModel) -> Table:
+    table: Table = row.__table__  # type: ignore[attr-defined]
+    return table
+
+
+@functools.lru_cache(maxsize=64)
+def _statement(shape: tuple[tuple[Table, int], ...], notify: tuple[str, ...]) -> Select[Any]:
+    ctes = []
+    for n, (table, count) in enumerate(shape):
+        rows = [
+            {c.key: bindparam(f"p{n}_{i}_{c.key}", type_=c.type) for c in columns_of(table)}
+            for i in range(count)
+        ]
+        ctes.append(insert(table).values(rows).cte(f"new_{n}"))
+    columns: list[Any] = [func.pg_notify(literal(c), literal("")) for c in notify] or [literal(1)]
+    return select(*columns).add_cte(*ctes)
 
 
 async def insert_all(
@@ -35,12 +59,14 @@ async def insert_all(
     """Insert `rows` (tables in the order first met, rows in order within a table: an
     identity column numbers them in that order) and send ``pg_notify`` on each channel of
     `notify` (delivered at commit), in one statement."""
-    tables: dict[Table, list[dict[str, Any]]] = {}
+    tables: dict[Table, list[SQLModel]] = {}
     for row in rows:
-        tables.setdefault(row.__table__, []).append(values_of(row))  # type: ignore[attr-defined]
-    ctes = [
-        insert(table).values(values).cte(f"new_{n}")
-        for n, (table, values) in enumerate(tables.items())
-    ]
-    columns: list[Any] = [func.pg_notify(channel, "") for channel in notify] or [literal(1)]
-    await session.execute(select(*columns).add_cte(*ctes))
+        tables.setdefault(_table(row), []).append(row)
+    params: dict[str, Any] = {}
+    for n, (table, members) in enumerate(tables.items()):
+        keys = [c.key for c in columns_of(table)]
+        for i, row in enumerate(members):
+            for key in keys:
+                params[f"p{n}_{i}_{key}"] = getattr(row, key)
+    shape = tuple((table, len(members)) for table, members in tables.items())
+    await session.execute(_statement(shape, tuple(notify)), params)

@@ -149,13 +149,8 @@ async def create_ticket(
             rows.append(row)
         ticket.next_due_at = clock_store.next_due(rows)
     # The ticket first, its number returned (the column's default): the payloads show it.
-    ticket.number = (
-        await session.execute(
-            insert(Ticket)
-            .values(inserts.values_of(ticket, omit=("number",)))
-            .returning(col(Ticket.number))
-        )
-    ).scalar_one()
+    values = inserts.values_of(ticket, omit=("number",))
+    ticket.number = (await session.execute(_INSERT_TICKET, values)).scalar_one()
 
     # Everything the event's payload and the answer read is at hand — the new clocks (in
     # the order a read gives them), their calendar, no firings yet — so nothing is read
@@ -226,6 +221,8 @@ def _requester_id(principal: Principal, data: TicketCreate) -> uuid.UUID | None:
         return principal.contact_id
     return data.contact_id
 
+
+_INSERT_TICKET = insert(Ticket).returning(col(Ticket.number))
 
 _LOCK_ORGANIZATION_CONTACT = (
     select(Organization, Contact)
