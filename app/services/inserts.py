@@ -14,12 +14,13 @@ statement costs more than the statement itself (each is coerced into a bound par
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Column, Table, bindparam, func, insert, literal, select
+from sqlalchemy import BindParameter, Column, Table, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql import Select
+from sqlalchemy.sql.elements import TextClause
 from sqlmodel import SQLModel
 
 
@@ -40,17 +41,28 @@ def _table(row: SQLModel) -> Table:
     return table
 
 
+_CHANNEL = re.compile(r"^[a-z_]+$")
+
+
 @functools.lru_cache(maxsize=64)
-def _statement(shape: tuple[tuple[Table, int], ...], notify: tuple[str, ...]) -> Select[Any]:
-    ctes = []
+def _statement(shape: tuple[tuple[Table, int], ...], notify: tuple[str, ...]) -> TextClause:
+    # Text, not Core's insert().values(...).cte(): SQLAlchemy cannot cache a statement
+    # of DML CTEs and compiled it on every request. The bound parameters keep their
+    # columns' types (JSONB serialized as the ORM would).
+    ctes: list[str] = []
+    binds: list[BindParameter[Any]] = []
     for n, (table, count) in enumerate(shape):
-        rows = [
-            {c.key: bindparam(f"p{n}_{i}_{c.key}", type_=c.type) for c in columns_of(table)}
-            for i in range(count)
-        ]
-        ctes.append(insert(table).values(rows).cte(f"new_{n}"))
-    columns: list[Any] = [func.pg_notify(literal(c), literal("")) for c in notify] or [literal(1)]
-    return select(*columns).add_cte(*ctes)
+        columns = columns_of(table)
+        names = ", ".join(f'"{c.name}"' for c in columns)
+        rows = []
+        for i in range(count):
+            row = [bindparam(f"p{n}_{i}_{c.key}", type_=c.type) for c in columns]
+            binds.extend(row)
+            rows.append("(" + ", ".join(f":{b.key}" for b in row) + ")")
+        ctes.append(f'new_{n} AS (INSERT INTO "{table.name}" ({names}) VALUES {", ".join(rows)})')
+    assert all(_CHANNEL.match(c) for c in notify), notify  # our own channel names
+    selected = ", ".join(f"pg_notify('{c}', '')" for c in notify) or "1"
+    return text(f"WITH {', '.join(ctes)} SELECT {selected}").bindparams(*binds)
 
 
 async def insert_all(
