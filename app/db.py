@@ -190,7 +190,8 @@ def read_only(endpoint: F) -> F:
     """Mark a route whose request writes nothing: its session runs each statement in its
     own implicit transaction (autocommit), which spares the BEGIN and COMMIT round trips
     of a unit of work that has nothing to commit. Only for a route whose reads need no
-    common snapshot (e.g. the key, then one statement for everything it shows)."""
+    common snapshot (e.g. the key, then one statement for everything it shows). Behind
+    a transaction pooler they keep their transaction (app.main._bind)."""
     _READ_ONLY.add(endpoint)
     return endpoint
 
