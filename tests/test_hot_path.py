@@ -138,3 +138,26 @@ def test_remembered_default_factory_answers_are_pydantics() -> None:
         b: int = Field(default_factory=lambda data: data["a"] + 1)
 
     assert Derived(a=1).b == 2 and Derived(a=5).b == 6
+
+
+async def test_an_actions_answer_is_what_a_read_shows(admin: httpx.AsyncClient) -> None:
+    # Around-the-clock clocks only: no clock counts on the plan's calendar, so a read
+    # tells due times in the time zone the ticket's snapshot recorded, even after the
+    # calendar moved to another one; the action's answer (built from what it stored)
+    # must say the same.
+    desk = await make_desk(
+        admin,
+        timezone="America/Mexico_City",
+        targets=[
+            target("first_response", 60, clock="24x7"),
+            target("resolution", 600, clock="24x7"),
+        ],
+    )
+    ticket = await open_ticket(admin, desk)
+    moved = await admin.patch(
+        f"/v1/calendars/{desk.calendar['id']}", json={"timezone": "Asia/Tokyo"}
+    )
+    assert moved.status_code == 200, moved.text
+    noted = await act(admin, ticket["id"], "note", body="Checked the logs.")
+    read = (await admin.get(f"/v1/tickets/{ticket['id']}")).json()
+    assert [c["due_local"] for c in noted["sla"]] == [c["due_local"] for c in read["sla"]]

@@ -163,6 +163,12 @@ class CalendarSet:
     def add(self, other: CalendarSet) -> None:
         self._by_id.update(other._by_id)
 
+    def only(self, calendar_ids: Iterable[uuid.UUID | None]) -> CalendarSet:
+        """The calendars of this set among `calendar_ids`."""
+        found = CalendarSet()
+        found._by_id = {i: self._by_id[i] for i in calendar_ids if i in self._by_id}
+        return found
+
     def __contains__(self, calendar_id: uuid.UUID) -> bool:
         return calendar_id in self._by_id
 

@@ -225,9 +225,12 @@ async def apply(
     # The action's own events read the clocks as just stored, with their calendars and
     # firings: all at hand, so their payloads are built without reading anything back,
     # and they go in with the next flush (one UPDATE of the ticket, not one per step).
+    stored = sorted(work.rows.values(), key=lambda r: r.metric)
     context = tickets.PayloadContext(
-        rows={ticket.id: sorted(work.rows.values(), key=lambda r: r.metric)},
-        cals=work.cals,
+        rows={ticket.id: stored},
+        # As a read has them: the calendars the clocks count on (a ticket whose clocks
+        # are all 24x7 tells its due times in its snapshot's time zone).
+        cals=work.cals.only(r.calendar_id for r in stored),
         fired={clock_id: set(keys) for clock_id, keys in work.firings.items()},
     )
     kind, outbox_type = _KIND[action]
