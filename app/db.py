@@ -13,13 +13,13 @@ import os
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
-from sqlalchemy import event, make_url, text
+from sqlalchemy import event, exc, make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import NullPool
+from sqlalchemy.util import await_
 
 from app import dburl
 from app.config import Settings
@@ -36,6 +37,8 @@ from app.pagination import CURSOR_SECRET, cursor_key
 logger = logging.getLogger("sladesk.db")
 
 EMBEDDED_DATABASE = "sladesk"
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def async_url(url: str) -> URL:
@@ -73,7 +76,9 @@ def make_engine(
             "pool_size": settings.db_pool_size,
             "max_overflow": settings.db_max_overflow,
             "pool_timeout": settings.db_pool_timeout_seconds,
-            "pool_pre_ping": True,
+            # Behind a transaction pooler the client socket says nothing about the server
+            # connection: ping every checkout there (_check_on_checkout does it otherwise).
+            "pool_pre_ping": settings.db_transaction_pooling,
             "pool_recycle": 1800,
         }
         if pooled
@@ -94,7 +99,45 @@ def make_engine(
     options.update(overrides)
     engine = create_async_engine(target, **options)
     _connect_with_dsn(engine, target, server_settings(settings))
+    if pooled and not options.get("pool_pre_ping"):
+        _check_on_checkout(engine)
     return engine
+
+
+# A pooled connection back in the pool this long ago or more is pinged before it is used
+# again; one returned more recently is trusted unless its socket is closed.
+PING_AFTER_SECONDS = 1.0
+
+
+def _check_on_checkout(engine: AsyncEngine) -> None:
+    """A cheaper pre-ping. SQLAlchemy's pings every checkout with three round trips
+    (BEGIN, a statement, ROLLBACK, for the sake of transaction poolers): as many as a
+    whole ticket read. A server that ends a connection (a restart, pg_terminate_backend)
+    closes its socket, which asyncpg notices without a round trip (``is_closed``); a
+    connection that was idle for a while, which something on the way could have dropped
+    silently, is asked with one statement outside a transaction. Under load connections
+    come back within milliseconds and cost no round trip. A dead connection is replaced
+    before the request uses it (DisconnectionError: the pool retries with a new one)."""
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _returned(dbapi_connection: Any, record: Any) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _check(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        driver = dbapi_connection.driver_connection
+        if driver.is_closed():
+            raise exc.DisconnectionError("the server closed this connection")
+        returned = record.info.get("returned_at")
+        if returned is not None and time.monotonic() - returned < PING_AFTER_SECONDS:
+            return
+        try:
+            await_(driver.fetchval(_PING))
+        except Exception as error:
+            raise exc.DisconnectionError("the connection did not answer") from error
+
+
+_PING = "SELECT 1"
 
 
 def _unique_statement_name() -> str:
@@ -146,11 +189,33 @@ async def _cursor_key(request: Request) -> bytes:
     return key
 
 
+_READ_ONLY: set[Callable[..., Any]] = set()
+
+
+def read_only(endpoint: F) -> F:
+    """Mark a route whose request writes nothing: its session runs each statement in its
+    own implicit transaction (autocommit), which spares the BEGIN and COMMIT round trips
+    of a unit of work that has nothing to commit. Only for a route whose reads need no
+    common snapshot (e.g. the key, then one statement for everything it shows). Behind
+    a transaction pooler they keep their transaction (app.main._bind)."""
+    _READ_ONLY.add(endpoint)
+    return endpoint
+
+
+def read_only_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return make_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """The unit of work of one request: commit on return, roll back on error. It also
     makes the cursor signing key current for the request (app.pagination)."""
     cursor_key.set(await _cursor_key(request))
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    route = request.scope.get("route")
+    sessionmaker: async_sessionmaker[AsyncSession] = (
+        request.app.state.read_only_sessionmaker
+        if getattr(route, "endpoint", None) in _READ_ONLY
+        else request.app.state.sessionmaker
+    )
     async with sessionmaker() as session:
         try:
             yield session

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import __version__
 from app.config import Settings, get_settings
-from app.db import make_engine, make_sessionmaker
+from app.db import make_engine, make_sessionmaker, read_only_sessionmaker
 from app.docs import install_docs
 from app.errors import install_error_handlers
 from app.http_contract import MethodsMiddleware, request_contract
@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
             if settings.database_url is None:
                 raise RuntimeError("SLADESK_DATABASE_URL is not set")
             own_engine = make_engine(settings.database_url.get_secret_value(), settings)
-            _bind(app, own_engine)
+            _bind(app, own_engine, settings)
         try:
             async with contextlib.AsyncExitStack() as stack:
                 # Every API process frees the compiled terms edits replace (a hint).
@@ -108,7 +108,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     hub_config = HubConfig(key_check=settings.stream_heartbeat_seconds)
     app.state.stream_hubs = HubRegistry(lambda: app.state.engine, hub_config)
     if engine is not None:
-        _bind(app, engine)
+        _bind(app, engine, settings)
 
     install_error_handlers(app)
     install_openapi(app)
@@ -158,6 +158,13 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     return app
 
 
-def _bind(app: FastAPI, engine: AsyncEngine) -> None:
+def _bind(app: FastAPI, engine: AsyncEngine, settings: Settings) -> None:
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
+    # Behind a transaction pooler a statement outside a transaction may find its prepared
+    # statement on another server connection: read-only routes keep their transaction.
+    app.state.read_only_sessionmaker = (
+        app.state.sessionmaker
+        if settings.db_transaction_pooling
+        else read_only_sessionmaker(engine)
+    )

@@ -8,12 +8,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import asyncpg
 import httpx
+import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.plan_factories import target
-from tests.ticket_factories import make_desk, open_ticket
+from tests.ticket_factories import act, clock, make_desk, open_ticket
 from tests.webhook_harness import rows
 
 
@@ -60,10 +62,63 @@ async def test_intake_reads_nothing_back_and_costs_a_handful_of_statements(
     read_back = [s for s in reads if " FROM sla_clocks" in s or " FROM sla_firings" in s]
     assert read_back == [], read_back
     assert not [s for s in reads if " FROM calendars " in s and "plans" not in s], reads
-    # A handful: the key, the timing lock, the organization and contact, the decision,
-    # the number, and the inserts (ticket, clocks, timeline and outbox events), the
-    # NOTIFYs and the commit's bookkeeping.
-    assert len(statements) <= 14, "\n".join(statements)
+    # A handful: the key; the timing lock with the organization and contact; the
+    # decision; the ticket, its number returned; one statement for the clocks, timeline
+    # and outbox events and both NOTIFYs. No UPDATE of the ticket just inserted.
+    assert len(statements) <= 5, "\n".join(statements)
+    assert not [s for s in statements if s.startswith("UPDATE")], statements
+
+
+async def test_a_ticket_read_is_the_key_and_one_statement(
+    db: AsyncEngine, admin: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    desk = await make_desk(admin, targets=[target("first_response", 60), target("resolution", 600)])
+    ticket = await open_ticket(admin, desk)
+    began: list[object] = []
+    start = asyncpg.transaction.Transaction.start
+
+    async def counted(self: asyncpg.transaction.Transaction) -> None:
+        began.append(self)
+        await start(self)
+
+    monkeypatch.setattr(asyncpg.transaction.Transaction, "start", counted)
+    with recorded(db) as statements:
+        read = await admin.get(f"/v1/tickets/{ticket['id']}")
+    assert read.status_code == 200
+    # Nothing to commit: no BEGIN, no COMMIT (app.db.read_only).
+    assert began == []
+    assert len(read.json()["sla"]) == 2
+    # The key, then the ticket with its clocks, their firings and calendars.
+    assert len(statements) == 2, "\n".join(statements)
+    assert " FROM api_keys " in statements[0]
+    assert " FROM tickets " in statements[1] and " sla_firings " in statements[1]
+
+
+async def test_an_action_reads_the_clocks_once_and_nothing_back(
+    db: AsyncEngine, admin: httpx.AsyncClient
+) -> None:
+    desk = await make_desk(admin, targets=[target("first_response", 60), target("resolution", 600)])
+    ticket = await open_ticket(admin, desk)
+    await act(admin, ticket["id"], "note", body="warm")  # warm: the key, the compiled terms
+    with recorded(db) as statements:
+        replied = await act(admin, ticket["id"], "reply", body="Looking at it now.")
+    # The first reply stops first_response: the answer shows it, as a later read does.
+    read = (await admin.get(f"/v1/tickets/{ticket['id']}")).json()
+    assert clock(replied, "first_response")["state"] == "met"
+    assert replied["sla"] == [
+        {**c, **{k: replied_c[k] for k in ("elapsed_seconds", "remaining_seconds")}}
+        for c, replied_c in zip(read["sla"], replied["sla"], strict=True)
+    ]
+    # The clocks are read once, after the row lock; the events' payloads and the answer
+    # are built from them. The ticket is updated once.
+    clock_reads = [s for s in statements if s.startswith("SELECT") and " FROM sla_clocks" in s]
+    assert len(clock_reads) == 1, clock_reads
+    assert len([s for s in statements if s.startswith("UPDATE tickets")]) == 1, statements
+    # The key; the timing and row locks; the clocks; the clock and ticket updates; the
+    # timeline and outbox events; the follow-up work log (the charged total, the entry,
+    # the after-hours requests when outside business hours); the status change's outbox
+    # event; one statement for both NOTIFYs.
+    assert len(statements) <= 12, "\n".join(statements)
 
 
 def test_remembered_default_factory_answers_are_pydantics() -> None:
@@ -83,3 +138,26 @@ def test_remembered_default_factory_answers_are_pydantics() -> None:
         b: int = Field(default_factory=lambda data: data["a"] + 1)
 
     assert Derived(a=1).b == 2 and Derived(a=5).b == 6
+
+
+async def test_an_actions_answer_is_what_a_read_shows(admin: httpx.AsyncClient) -> None:
+    # Around-the-clock clocks only: no clock counts on the plan's calendar, so a read
+    # tells due times in the time zone the ticket's snapshot recorded, even after the
+    # calendar moved to another one; the action's answer (built from what it stored)
+    # must say the same.
+    desk = await make_desk(
+        admin,
+        timezone="America/Mexico_City",
+        targets=[
+            target("first_response", 60, clock="24x7"),
+            target("resolution", 600, clock="24x7"),
+        ],
+    )
+    ticket = await open_ticket(admin, desk)
+    moved = await admin.patch(
+        f"/v1/calendars/{desk.calendar['id']}", json={"timezone": "Asia/Tokyo"}
+    )
+    assert moved.status_code == 200, moved.text
+    noted = await act(admin, ticket["id"], "note", body="Checked the logs.")
+    read = (await admin.get(f"/v1/tickets/{ticket['id']}")).json()
+    assert [c["due_local"] for c in noted["sla"]] == [c["due_local"] for c in read["sla"]]

@@ -111,6 +111,9 @@ async def test_intake_actions_timers_and_webhooks_through_pgbouncer(
                 assert (await api.post(f"{url}/note", json={"body": "checked"})).status_code == 200
                 reply = await api.post(f"{url}/reply", json={"body": "On it."})
                 assert reply.status_code == 200, reply.text
+            # Reads too, many at once (a read-only route keeps its transaction here).
+            reads = await asyncio.gather(*(api.get(f"/v1/tickets/{t['id']}") for t in tickets))
+            assert [r.status_code for r in reads] == [200] * len(tickets), reads[0].text
             # Received two hours ago: its response clock is already breached; the timer
             # loop hears of the new clock through LISTEN and fires at once.
             received = (datetime.now(UTC) - timedelta(hours=2)).isoformat()

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
-from app.db import SessionDep
+from app.db import SessionDep, read_only
 from app.domain.lifecycle import Action
 from app.domain.vocab import Severity, TicketStatus
 from app.errors import invalid_field
@@ -45,12 +45,17 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _with_etag(view: TicketRead, status_code: int = 200, **headers: str) -> JSONResponse:
-    return JSONResponse(
-        view.model_dump(mode="json"),
+def _with_etag(view: TicketRead, status_code: int = 200, **headers: str) -> Response:
+    # Serialized once, straight to JSON bytes by pydantic (not to a dict for json.dumps).
+    return Response(
+        _TO_JSON(view),
         status_code=status_code,
         headers={"ETag": f'"{view.version}"', **headers},
+        media_type="application/json",
     )
+
+
+_TO_JSON = TicketRead.__pydantic_serializer__.to_json
 
 
 @router.post(
@@ -64,7 +69,7 @@ async def create_ticket(
     session: SessionDep,
     principal: AnyKey,
     idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
+) -> Response:
     """Take a request from any channel. The customer's entitlement is checked (a refusal is
     a 422 `entitlement-denied` listing the `reasons`; staff may accept it anyway with
     `override_reason`), the SLA clocks start at `received_at`, and `ticket.created` is
@@ -141,7 +146,8 @@ async def list_tickets(
 
 
 @router.get("/{ticket_id}", response_model=TicketRead, responses=problems(404))
-async def get_ticket(ticket_id: uuid.UUID, session: SessionDep, principal: AnyKey) -> JSONResponse:
+@read_only  # the key, then one statement: no transaction to begin or commit
+async def get_ticket(ticket_id: uuid.UUID, session: SessionDep, principal: AnyKey) -> Response:
     """The ticket with its SLA clocks read now (reading never changes the ticket)."""
     _, view = await tickets.get_ticket(session, principal, ticket_id, _now())
     return _with_etag(view)
@@ -154,7 +160,7 @@ async def update_ticket(
     session: SessionDep,
     principal: StaffKey,
     if_match: IfMatch = None,
-) -> JSONResponse:
+) -> Response:
     """Edit the subject or description (severity and category change through the `change`
     action, which re-applies the SLA targets)."""
     now = _now()
@@ -217,12 +223,12 @@ def _action_route(action: Action, model: type[ActionBase]) -> None:
         principal: AnyKey,
         body: Annotated[Any, Body()],
         if_match: IfMatch = None,
-    ) -> JSONResponse:
+    ) -> Response:
         now = _now()
-        ticket = await ticket_actions.perform(
+        view = await ticket_actions.perform_and_read(
             session, principal, ticket_id, action, body or model(), if_match=if_match, now=now
         )
-        return _with_etag(await tickets.read_ticket(session, principal, ticket, now))
+        return _with_etag(view)
 
     if optional:
         endpoint.__annotations__["body"] = Annotated[model | None, Body()]

@@ -152,6 +152,26 @@ class CalendarSet:
         for version in archived:
             self._by_id[version.calendar_id] = compiled.calendar(version)
 
+    @classmethod
+    def of_versions(cls, versions: Iterable[tuple[uuid.UUID, int, dict[str, Any]]]) -> CalendarSet:
+        """From (calendar id, version, spec) read along with something else."""
+        found = cls()
+        for calendar_id, version, spec in versions:
+            found._by_id[calendar_id] = compiled.calendar_of(calendar_id, version, spec)
+        return found
+
+    def add(self, other: CalendarSet) -> None:
+        self._by_id.update(other._by_id)
+
+    def only(self, calendar_ids: Iterable[uuid.UUID | None]) -> CalendarSet:
+        """The calendars of this set among `calendar_ids`."""
+        found = CalendarSet()
+        found._by_id = {i: self._by_id[i] for i in calendar_ids if i in self._by_id}
+        return found
+
+    def __contains__(self, calendar_id: uuid.UUID) -> bool:
+        return calendar_id in self._by_id
+
     def business(self, calendar_id: uuid.UUID | None) -> BusinessTime:
         if calendar_id is None:
             return sla.ALWAYS_OPEN
@@ -249,9 +269,15 @@ def store(
     row.next_check_at = pending.at if pending is not None else None
 
 
+# The shared timing lock as an expression, for a writer to take it in a statement that
+# reads something else too (only what the lock does not guard: that statement's snapshot
+# predates the lock).
+SHARE_TIMING = func.pg_advisory_xact_lock_shared(_TIMING_LOCK)
+
+
 async def share_timing(session: AsyncSession) -> None:
     """Writers of clocks: wait for any calendar or plan edit in progress (see the docstring)."""
-    await session.execute(select(func.pg_advisory_xact_lock_shared(_TIMING_LOCK)))
+    await session.execute(select(SHARE_TIMING))
 
 
 async def hold_timing(session: AsyncSession) -> None:

@@ -130,8 +130,12 @@ def compile_spec(spec: dict[str, Any], prefix: str = "body") -> Calendar:
 def calendar(row: CalendarRow | CalendarVersion) -> Calendar:
     """The compiled calendar of a stored (or archived) calendar version."""
     calendar_id = row.calendar_id if isinstance(row, CalendarVersion) else row.id
-    spec = row.spec
-    return calendars.get(calendar_id, row.version, spec, lambda: compile_spec(spec, "spec"))
+    return calendar_of(calendar_id, row.version, row.spec)
+
+
+def calendar_of(calendar_id: uuid.UUID, version: int, spec: dict[str, Any]) -> Calendar:
+    """The compiled calendar of a version read as columns (with a ticket, say)."""
+    return calendars.get(calendar_id, version, spec, lambda: compile_spec(spec, "spec"))
 
 
 async def last_versions(

@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from app.domain import lifecycle, sla
 from app.domain.vocab import Metric, TicketStatus
 from app.errors import Conflict, EntitlementDenied, Forbidden, NotFound, invalid_field
 from app.models.directory import Contact, Organization
-from app.models.tickets import TICKET_NUMBER_SEQ, IdempotencyKey, SlaClock, Ticket
+from app.models.outbox import OutboxEvent
+from app.models.tickets import IdempotencyKey, SlaClock, Ticket
 from app.schemas.tickets import TicketCreate, TicketRead
 from app.security import Principal
 from app.services import clocks as clock_store
-from app.services import entitlement, outbox, tickets
+from app.services import entitlement, inserts, tickets
 from app.services.plan_terms import TicketTerms, snapshot_of
 
 # How long a retry with the same Idempotency-Key returns the first ticket (as payment APIs
@@ -50,12 +53,19 @@ async def create_ticket(
         if replay is not None:
             return replay, True
 
-    await clock_store.share_timing(session)
     received_at = _received_at(principal, data, now)
-    organization = await session.get(Organization, data.organization_id)
+    # The timing lock, the organization and the requester in one round trip (the lock
+    # guards the plan terms the decision reads next, in a later statement).
+    wanted_contact = _requester_id(principal, data)
+    organization, _ = (
+        await session.execute(
+            _LOCK_ORGANIZATION_CONTACT,
+            {"organization_id": data.organization_id, "contact_id": wanted_contact},
+        )
+    ).one()
     if organization is None or not principal.can_see_organization(organization.id):
         raise NotFound("No organization with that id.")
-    contact = await _requester(session, principal, data)
+    contact = await _requester(session, principal, data)  # loaded above: no round trip
     if data.follows_up_ticket_id is not None:
         earlier = await session.get(Ticket, data.follows_up_ticket_id)
         if earlier is None or earlier.organization_id != organization.id:
@@ -97,9 +107,8 @@ async def create_ticket(
     )
     terms = TicketTerms.from_snapshot(snapshot) if snapshot else None
 
-    number = int((await session.execute(select(TICKET_NUMBER_SEQ.next_value()))).scalar_one())
-    ticket = Ticket(
-        number=number,
+    # No number: the column's default (the sequence) gives it, and the INSERT returns it.
+    ticket = Ticket(  # type: ignore[call-arg]
         organization_id=organization.id,
         contact_id=contact.id,
         channel=data.channel.value,
@@ -118,9 +127,9 @@ async def create_ticket(
         follows_up_ticket_id=data.follows_up_ticket_id,
         last_event_at=received_at,
     )
-    session.add(ticket)
-    await session.flush()
 
+    # The clocks are made before anything is written, so the ticket goes in complete
+    # (after_hours, next_due_at): one INSERT, no UPDATE after it.
     rows: list[SlaClock] = []
     cals = clock_store.CalendarSet()
     if terms is not None:
@@ -137,17 +146,19 @@ async def create_ticket(
             row, clock = clock_store.new_row(ticket, target, target_json)
             cal = sla.calendar_for(clock.kind, business)
             clock_store.store(row, clock, cal, set(), terms.calendar_id)
-            session.add(row)
             rows.append(row)
         ticket.next_due_at = clock_store.next_due(rows)
-    await session.flush()
+    # The ticket first, its number returned (the column's default): the payloads show it.
+    values = inserts.values_of(ticket, omit=("number",))
+    ticket.number = (await session.execute(_INSERT_TICKET, values)).scalar_one()
 
     # Everything the event's payload and the answer read is at hand — the new clocks (in
     # the order a read gives them), their calendar, no firings yet — so nothing is read
-    # back: the timeline and outbox events go in with one flush.
+    # back, and the rest goes in with one statement: clocks, timeline and outbox events,
+    # the idempotency record, and the NOTIFYs.
     rows.sort(key=lambda r: r.metric)
     context = tickets.PayloadContext(rows={ticket.id: rows}, cals=cals, fired={})
-    await tickets.record(
+    event = await tickets.record(
         session,
         ticket,
         principal,
@@ -167,13 +178,14 @@ async def create_ticket(
         outbox_type="ticket.created",
         context=context,
     )
-    await session.flush()
-    await outbox.notify(session)
-    if rows:
-        await clock_store.notify_timers(session)
+    # record() added the timeline and outbox events to the session: they go in below,
+    # not with a flush.
+    made = [event, *(o for o in session.new if isinstance(o, OutboxEvent))]
+    for new in made:
+        session.expunge(new)
     view = tickets.ticket_read(ticket, rows, cals, now, principal, context.fired)
     if idempotency_key is not None:
-        session.add(
+        made.append(
             IdempotencyKey(
                 api_key_id=principal.key_id,
                 key=idempotency_key,
@@ -183,7 +195,8 @@ async def create_ticket(
                 created_at=now,
             )
         )
-        await session.flush()
+    channels = [tickets.outbox_channel] + ([clock_store.TIMER_CHANNEL] if rows else [])
+    await inserts.insert_all(session, [*rows, *made], notify=channels)
     return view, False
 
 
@@ -200,6 +213,23 @@ def _received_at(principal: Principal, data: TicketCreate, now: datetime) -> dat
         return lifecycle.resolve_occurred_at(data.received_at, now, None)
     except lifecycle.InvalidOccurredAt as exc:
         raise invalid_field("body.received_at", str(exc), exc.code) from None
+
+
+def _requester_id(principal: Principal, data: TicketCreate) -> uuid.UUID | None:
+    """The requester :func:`_requester` will look for (None when it refuses the request)."""
+    if principal.is_customer and principal.contact_id is not None:
+        return principal.contact_id
+    return data.contact_id
+
+
+_INSERT_TICKET = insert(Ticket).returning(col(Ticket.number))
+
+_LOCK_ORGANIZATION_CONTACT = (
+    select(Organization, Contact)
+    .select_from(select(clock_store.SHARE_TIMING.label("timing")).subquery())
+    .outerjoin(Organization, col(Organization.id) == bindparam("organization_id"))
+    .outerjoin(Contact, col(Contact.id) == bindparam("contact_id"))
+)
 
 
 async def _requester(session: AsyncSession, principal: Principal, data: TicketCreate) -> Contact:

@@ -38,6 +38,7 @@ from app.schemas.tickets import (
     CustomerReplyBody,
     EscalateBody,
     ResolveBody,
+    TicketRead,
 )
 from app.security import Principal, actor_of
 from app.services import clocks as clock_store
@@ -73,6 +74,8 @@ class _Work:
     terms: TicketTerms | None
     occurred: datetime
     data: dict[str, Any]
+    # Thresholds fired on each clock (key -> instant), kept true as firings are withdrawn.
+    firings: dict[Any, dict[str, datetime]] = field(default_factory=dict)
     created: list[SlaClock] = field(default_factory=list)
 
 
@@ -86,8 +89,45 @@ async def perform(
     if_match: str | None,
     now: datetime,
 ) -> Ticket:
-    await clock_store.share_timing(session)
-    ticket = await tickets.load(session, principal, ticket_id, for_update=True)
+    ticket, _ = await _perform(
+        session, principal, ticket_id, action, body, if_match=if_match, now=now
+    )
+    return ticket
+
+
+async def perform_and_read(
+    session: AsyncSession,
+    principal: Principal,
+    ticket_id: Any,
+    action: Action,
+    body: ActionBase,
+    *,
+    if_match: str | None,
+    now: datetime,
+) -> TicketRead:
+    """:func:`perform`, and the ticket as the answer shows it, read at ``now``: from the
+    clocks the action stored, unless something after its events changed them (a late
+    action's re-evaluation), which is read again."""
+    ticket, context = await _perform(
+        session, principal, ticket_id, action, body, if_match=if_match, now=now
+    )
+    if context is None:
+        return await tickets.read_ticket(session, principal, ticket, now)
+    rows = context.rows.get(ticket.id, [])
+    return tickets.ticket_read(ticket, rows, context.cals, now, principal, context.fired)
+
+
+async def _perform(
+    session: AsyncSession,
+    principal: Principal,
+    ticket_id: Any,
+    action: Action,
+    body: ActionBase,
+    *,
+    if_match: str | None,
+    now: datetime,
+) -> tuple[Ticket, tickets.PayloadContext | None]:
+    ticket = await tickets.lock_for_action(session, principal, ticket_id)
     if principal.is_customer and action not in lifecycle.CUSTOMER_ACTIONS:
         allowed = ", ".join(sorted(a.value for a in lifecycle.CUSTOMER_ACTIONS))
         raise Forbidden(f"A customer key may only {allowed}.")
@@ -96,8 +136,10 @@ async def perform(
     # Dated at or before the ticket's latest event: the system's events after it (firings,
     # an auto-close) are re-evaluated (services/reevaluation.py). Ordinary actions skip it.
     late = occurred <= ticket.last_event_at
-    await apply(session, ticket, principal, action, body, occurred=occurred, now=now, late=late)
-    return ticket
+    context = await apply(
+        session, ticket, principal, action, body, occurred=occurred, now=now, late=late
+    )
+    return ticket, context
 
 
 async def apply(
@@ -110,24 +152,32 @@ async def apply(
     occurred: datetime,
     now: datetime,
     late: bool = False,
-) -> None:
+) -> tickets.PayloadContext | None:
     """Apply an action that was authorized and timed already: the caller holds the
     timing lock and the ticket's row lock. ``principal`` None is the system itself (the
     timer loop's auto-close), recorded as actor ``{"role": "system"}``. ``late``: dated at
     or before the ticket's latest event, so the system's events after it are re-evaluated
-    (an auto-close it precedes, firings it withdraws)."""
+    (an auto-close it precedes, firings it withdraws).
+
+    Returns what the action's events read (the ticket's clocks, calendars and firings)
+    while it still holds when the action ends, else None (re-evaluation changed them)."""
     terms = TicketTerms.from_snapshot(ticket.plan_snapshot) if ticket.plan_snapshot else None
     policy = terms.policy if terms is not None else lifecycle.DEFAULT_POLICY
-    rows = {Metric(r.metric): r for r in await tickets.clock_rows(session, [ticket.id])}
-    calendar_ids = [terms.calendar_id] if terms is not None else []
+    # The clocks, their firings and calendars in one statement, after the row lock.
+    loaded = await tickets.clocks_of(session, ticket.id)
+    rows = {Metric(r.metric): r for r in loaded.rows}
+    cals = loaded.cals
+    if terms is not None and terms.calendar_id not in cals:
+        cals.add(await clock_store.calendar_set(session, [terms.calendar_id]))
     work = _Work(
         ticket=ticket,
         rows=rows,
         clocks={m: clock_store.to_domain(r) for m, r in rows.items()},
-        cals=await clock_store.calendar_set(session, calendar_ids),
+        cals=cals,
         terms=terms,
         occurred=occurred,
         data={},
+        firings={clock_id: dict(keys) for clock_id, keys in loaded.firings.items()},
     )
     announced_status = ticket.status  # what subscribers last heard
     rewind = reevaluation.rewind_auto_close(ticket, work.clocks, occurred) if late else None
@@ -171,8 +221,18 @@ async def apply(
     withdrawn = await _save_clocks(session, work, clocks, late=late, until=max(now, occurred))
     ticket.next_due_at = clock_store.next_due(work.rows.values())
     ticket.version += 1
-    await session.flush()
 
+    # The action's own events read the clocks as just stored, with their calendars and
+    # firings: all at hand, so their payloads are built without reading anything back,
+    # and they go in with the next flush (one UPDATE of the ticket, not one per step).
+    stored = sorted(work.rows.values(), key=lambda r: r.metric)
+    context = tickets.PayloadContext(
+        rows={ticket.id: stored},
+        # As a read has them: the calendars the clocks count on (a ticket whose clocks
+        # are all 24x7 tells its due times in its snapshot's time zone).
+        cals=work.cals.only(r.calendar_id for r in stored),
+        fired={clock_id: set(keys) for clock_id, keys in work.firings.items()},
+    )
     kind, outbox_type = _KIND[action]
     message = getattr(body, "body", None)
     event = await tickets.record(
@@ -187,7 +247,9 @@ async def apply(
         data=work.data,
         outbox_type=outbox_type,
         actor=actor,
+        context=context,
     )
+    emitted = outbox_type is not None
     if auto_closing and ticket.auto_closed_from is not None:
         ticket.auto_closed_from = {**ticket.auto_closed_from, "event_id": str(event.id)}
     await worklogs.follow_up(
@@ -201,6 +263,7 @@ async def apply(
             "ticket.status_changed",
             occurred_at=occurred,
             now=now,
+            context=context,
             event={
                 "from": announced_status,
                 "to": ticket.status,
@@ -208,6 +271,7 @@ async def apply(
                 "actor": actor,
             },
         )
+        emitted = True
     if auto_close is AutoCloseDirective.SCHEDULE and ticket.auto_close_at is not None:
         await tickets.record(
             session,
@@ -222,7 +286,9 @@ async def apply(
             },
             outbox_type="ticket.auto_close_scheduled",
             actor=actor,
+            context=context,
         )
+        emitted = True
     elif auto_close is AutoCloseDirective.CANCEL:
         await tickets.record(
             session,
@@ -234,18 +300,22 @@ async def apply(
             data={"reason": f"status {ticket.status}"},
             outbox_type="ticket.auto_close_cancelled",
             actor=actor,
+            context=context,
         )
+        emitted = True
+    await session.flush()
     if rewind is not None and not close_stands:
         await reevaluation.withdraw_auto_close(session, ticket, rewind, event, now)
     await reevaluation.withdraw_firings(session, ticket, withdrawn, event, now)
-    if (
+    timers = (
         auto_close is not AutoCloseDirective.NONE
         or not outcome.clock_ops.is_empty
-        or work.created
+        or bool(work.created)
         or rewind is not None
-        or withdrawn
-    ):
-        await clock_store.notify_timers(session)
+        or bool(withdrawn)
+    )
+    await tickets.wake(session, outbox=emitted, timers=timers)
+    return context if rewind is None and not withdrawn else None
 
 
 # -------------------------------------------------------------------------- checks
@@ -436,7 +506,7 @@ async def _save_clocks(
     support (returned, for the caller to announce once the action is recorded)."""
     work.clocks = clocks
     calendar_id = work.terms.calendar_id if work.terms else None
-    fired = await clock_store.firings(session, [r.id for r in work.rows.values()])
+    fired = work.firings
     withdrawn: list[reevaluation.Unheld] = []
     if late:
         withdrawn = reevaluation.unheld(

@@ -7,28 +7,30 @@ by calling :func:`record` here, which writes the timeline event and the outbox e
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, or_, select
+from sqlalchemy import Select, and_, bindparam, exists, func, or_, select, text
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ColumnElement, TextClause
 from sqlmodel import col
 
 from app.domain import lifecycle, sla
 from app.domain.lifecycle import Action, CloseReason
 from app.domain.vocab import Metric, TicketStatus
 from app.errors import NotFound, PreconditionFailed, if_match_unquoted, unquoted_etags
+from app.models.calendar import CalendarRow
 from app.models.search import TicketSearch
-from app.models.tickets import SlaClock, Ticket, TicketEvent
+from app.models.tickets import SlaClock, SlaFiring, Ticket, TicketEvent
 from app.pagination import keyset, page_of
 from app.schemas.common import local_time
 from app.schemas.tickets import ClockRead, PlanSummary, TicketEventRead, TicketRead, TicketUpdate
 from app.security import Principal, actor_of
 from app.services import clocks as clock_store
-from app.services import outbox, search
+from app.services import compiled, outbox, search
 from app.services.clocks import CalendarSet
 
 _SECOND = timedelta(seconds=1)
@@ -78,6 +80,116 @@ async def load(
     if ticket is None or not principal.can_see_organization(ticket.organization_id):
         raise NotFound("No ticket with that id.")
     return ticket
+
+
+# An action's first statement: the shared timing lock, then the ticket's row lock (as
+# share_timing then load(for_update=True), the lock order of services/clocks.py), in one
+# round trip. The row lock returns the ticket's latest version even when it waited.
+_LOCK_FOR_ACTION = (
+    select(Ticket)
+    .select_from(select(clock_store.SHARE_TIMING.label("timing")).subquery())
+    .join(Ticket, col(Ticket.id) == bindparam("ticket_id"))
+    .with_for_update(key_share=True, of=Ticket)
+)
+
+
+async def lock_for_action(
+    session: AsyncSession, principal: Principal, ticket_id: uuid.UUID
+) -> Ticket:
+    """The shared timing lock and the ticket's row lock (see :func:`load`)."""
+    result = await session.execute(_LOCK_FOR_ACTION, {"ticket_id": ticket_id})
+    ticket = result.scalar_one_or_none()
+    if ticket is None or not principal.can_see_organization(ticket.organization_id):
+        raise NotFound("No ticket with that id.")
+    return ticket
+
+
+def _clock_columns() -> tuple[Any, ...]:
+    """A clock row, the keys and instants of its firings (in key order), and the version
+    and spec of the calendar counting it (for the compiled cache)."""
+    fired = col(SlaFiring.clock_id) == col(SlaClock.id)
+    by_key = col(SlaFiring.key)
+    keys = select(func.array_agg(aggregate_order_by(col(SlaFiring.key), by_key)))
+    instants = select(func.array_agg(aggregate_order_by(col(SlaFiring.instant), by_key)))
+    return (
+        SlaClock,
+        keys.where(fired).scalar_subquery().label("fired_keys"),
+        instants.where(fired).scalar_subquery().label("fired_instants"),
+        col(CalendarRow.version),
+        col(CalendarRow.spec),
+    )
+
+
+# A ticket read used to cost four round trips (the ticket, its clocks, their calendars,
+# their firings), each dearer in the ORM and the driver than the database's own work:
+# one statement each now, built once.
+_TICKET_WITH_CLOCKS = (
+    select(Ticket, *_clock_columns())
+    .outerjoin(SlaClock, col(SlaClock.ticket_id) == col(Ticket.id))
+    .outerjoin(CalendarRow, col(CalendarRow.id) == col(SlaClock.calendar_id))
+    .where(col(Ticket.id) == bindparam("ticket_id"))
+    .order_by(col(SlaClock.metric))
+)
+# After the ticket's row lock, in a statement of its own: a locking statement that waited
+# for another writer sees that writer's ticket row but the rest as it was before (its
+# snapshot), so the clocks must be read by a later statement.
+_CLOCKS = (
+    select(*_clock_columns())
+    .outerjoin(CalendarRow, col(CalendarRow.id) == col(SlaClock.calendar_id))
+    .where(col(SlaClock.ticket_id) == bindparam("ticket_id"))
+    .order_by(col(SlaClock.metric))
+)
+
+
+@dataclass
+class Clocks:
+    """A ticket's clocks (by metric), the calendars they count on and the thresholds fired
+    on each (key -> the instant it fired for)."""
+
+    rows: list[SlaClock]
+    cals: CalendarSet
+    firings: dict[uuid.UUID, dict[str, datetime]]
+
+    @property
+    def fired(self) -> dict[uuid.UUID, set[str]]:
+        return {clock_id: set(keys) for clock_id, keys in self.firings.items()}
+
+
+async def _clocks_from(session: AsyncSession, found: Iterable[Sequence[Any]]) -> Clocks:
+    rows: list[SlaClock] = []
+    firings: dict[uuid.UUID, dict[str, datetime]] = {}
+    versions: dict[uuid.UUID, tuple[uuid.UUID, int, dict[str, Any]]] = {}
+    for row, keys, instants, version, spec in found:
+        if row is None:
+            continue
+        rows.append(row)
+        if keys:
+            firings[row.id] = dict(zip(keys, instants, strict=True))
+        if row.calendar_id is not None and version is not None:
+            versions[row.calendar_id] = (row.calendar_id, version, spec)
+    cals = CalendarSet.of_versions(versions.values())
+    # A deleted calendar still counts the clocks timed with it: its last version.
+    deleted = {r.calendar_id for r in rows if r.calendar_id is not None} - set(versions)
+    if deleted:
+        cals.add(CalendarSet((), await compiled.last_versions(session, deleted)))
+    return Clocks(rows, cals, firings)
+
+
+async def clocks_of(session: AsyncSession, ticket_id: uuid.UUID) -> Clocks:
+    """The ticket's clocks with their firings and calendars, in one statement."""
+    result = await session.execute(_CLOCKS, {"ticket_id": ticket_id})
+    return await _clocks_from(session, result)
+
+
+async def load_with_clocks(
+    session: AsyncSession, principal: Principal, ticket_id: uuid.UUID
+) -> tuple[Ticket, Clocks]:
+    """:func:`load` (unlocked) and :func:`clocks_of`, in one statement."""
+    result = list(await session.execute(_TICKET_WITH_CLOCKS, {"ticket_id": ticket_id}))
+    ticket: Ticket | None = result[0][0] if result else None
+    if ticket is None or not principal.can_see_organization(ticket.organization_id):
+        raise NotFound("No ticket with that id.")
+    return ticket, await _clocks_from(session, (r[1:] for r in result))
 
 
 # Timeline events that are a public response to the customer (they stop first_response).
@@ -226,17 +338,15 @@ def ticket_read(
 async def read_ticket(
     session: AsyncSession, principal: Principal, ticket: Ticket, now: datetime
 ) -> TicketRead:
-    rows = await clock_rows(session, [ticket.id])
-    cals = await calendars_for(session, rows)
-    fired = await clock_store.fired_keys(session, [r.id for r in rows])
-    return ticket_read(ticket, rows, cals, now, principal, fired)
+    clocks = await clocks_of(session, ticket.id)
+    return ticket_read(ticket, clocks.rows, clocks.cals, now, principal, clocks.fired)
 
 
 async def get_ticket(
     session: AsyncSession, principal: Principal, ticket_id: uuid.UUID, now: datetime
 ) -> tuple[Ticket, TicketRead]:
-    ticket = await load(session, principal, ticket_id)
-    return ticket, await read_ticket(session, principal, ticket, now)
+    ticket, clocks = await load_with_clocks(session, principal, ticket_id)
+    return ticket, ticket_read(ticket, clocks.rows, clocks.cals, now, principal, clocks.fired)
 
 
 async def update_ticket(
@@ -286,6 +396,9 @@ class PayloadContext:
 
 
 async def payload_context(session: AsyncSession, ticket_ids: Sequence[uuid.UUID]) -> PayloadContext:
+    if len(ticket_ids) == 1:
+        clocks = await clocks_of(session, ticket_ids[0])
+        return PayloadContext({ticket_ids[0]: clocks.rows}, clocks.cals, clocks.fired)
     rows = await clock_rows(session, ticket_ids)
     by_ticket: dict[uuid.UUID, list[SlaClock]] = {}
     for row in rows:
@@ -389,6 +502,27 @@ async def record(
             event={**event_data, **(data or {})},
         )
     return event
+
+
+async def wake(session: AsyncSession, *, outbox: bool = False, timers: bool = False) -> None:
+    """Wake the dispatchers (new outbox events) and/or the timer loop (a clock's next
+    instant changed) at commit: both in one statement when both are due."""
+    channels = [
+        c for c, due in ((outbox_channel, outbox), (clock_store.TIMER_CHANNEL, timers)) if due
+    ]
+    if channels:
+        await session.execute(_WAKE[tuple(channels)])
+
+
+outbox_channel = outbox.OUTBOX_CHANNEL
+_WAKE: dict[tuple[str, ...], TextClause] = {
+    channels: text("SELECT " + ", ".join(f"pg_notify('{c}', '')" for c in channels))
+    for channels in (
+        (outbox_channel,),
+        (clock_store.TIMER_CHANNEL,),
+        (outbox_channel, clock_store.TIMER_CHANNEL),
+    )
+}
 
 
 async def timeline(
