@@ -19,8 +19,9 @@ Each round, in its own short transactions:
    still pending (retrying or in flight): per-ticket order, across any number of
    dispatchers. Events without a ticket are unordered.
 3. **Send**, outside any transaction, each in its own task: Standard Webhooks headers and
-   signatures (two during a secret rotation), a total timeout, no redirects, through a
-   connection pool that checks every address it connects to (app.services.netguard).
+   signatures (two during a secret rotation), a total timeout, no redirects, through
+   keep-alive connections that check every address they connect to
+   (app.services.webhook_http, on app.services.netguard).
 4. **Record**, in a new transaction: the attempt (its id chosen before sending, so a
    retried record after a lost commit acknowledgement inserts it once) and, if this
    dispatcher still holds the lease, the delivery's next state — succeeded, retry at the
@@ -46,6 +47,7 @@ import json
 import logging
 import math
 import random
+import ssl
 import time
 import uuid
 from collections import Counter
@@ -56,7 +58,6 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpcore
 import httpx
 from sqlalchemy import (
     Table,
@@ -91,8 +92,10 @@ from app.domain.webhooks import (
 )
 from app.events import CATALOGUE, WILDCARD
 from app.models import metadata
-from app.services.netguard import AddressRefused, guarded_pool
+from app.services import webhook_http
+from app.services.netguard import AddressRefused
 from app.services.outbox import OUTBOX_CHANNEL
+from app.services.webhook_http import HttpError, Origin, WebhookClient, request_head
 from app.workers.listener import listen, listen_url_of
 from app.workers.outbox_horizon import BOUNDS
 from app.workers.rounds import run_rounds
@@ -148,6 +151,7 @@ class DispatcherConfig:
     error_backoff_max: float = 5.0
     listener_health_interval: float = 15.0
     listen_url: str | None = field(default=None, repr=False)  # may hold a password
+    ssl_context: ssl.SSLContext | None = field(default=None, repr=False)  # None: certifi's
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> DispatcherConfig:
@@ -266,33 +270,26 @@ class Dispatcher:
         self._to_record: list[tuple[Job, Result, asyncio.Future[None]]] = []
         self._recorder: asyncio.Task[None] | None = None
         self._gap: _Gap | None = None
-        self._pool: httpcore.AsyncConnectionPool | None = None
-        timeout = self.config.timeout
-        self._timeouts = {
-            "connect": min(self.config.connect_timeout, timeout),
-            "read": timeout,
-            "write": timeout,
-            "pool": timeout,
-        }
+        self._client: WebhookClient | None = None
 
     # ---------------------------------------------------------------------- the loop
 
     async def run(self, stop: asyncio.Event) -> None:
-        # httpcore's pool directly, not an httpx client: a delivery needs none of the
-        # client's layers (redirects, cookies, auth, URL merging), and at a burst's rate
-        # they were a third of the dispatcher's CPU.
-        pool = guarded_pool(
-            allow_private=self.config.allow_private, max_connections=self.config.max_in_flight
+        # Not httpx/httpcore: see app.services.webhook_http for why and what it keeps.
+        client = WebhookClient(
+            allow_private=self.config.allow_private,
+            ssl_context=self.config.ssl_context or _default_ssl_context(),
+            max_idle=self.config.max_in_flight,
         )
         listener = asyncio.create_task(self._listen(stop), name=f"sladesk-{self.name}-listen")
         stopper = asyncio.create_task(self._wake_on(stop))
         try:
-            async with pool:
-                self._pool = pool
-                try:
-                    await self._loop(stop)
-                finally:
-                    await self._shutdown()
+            self._client = client
+            try:
+                await self._loop(stop)
+            finally:
+                await self._shutdown()
+                await client.aclose()
         finally:
             listener.cancel()
             stopper.cancel()
@@ -620,7 +617,7 @@ class Dispatcher:
 
     async def send(self, job: Job) -> Result:
         """One attempt. Never raises for anything the receiver or the network does."""
-        assert self._pool is not None
+        assert self._client is not None
         started = self.clock()
         t0 = time.monotonic()
         result = Result(attempt_id=uuid.uuid4(), started_at=started, duration_ms=0)
@@ -628,53 +625,47 @@ class Dispatcher:
         try:
             parse_target(job.url, allow_http=self.config.allow_http)
             url = _target(job.url)
-        except (ValueError, httpx.InvalidURL) as exc:  # e.g. http, since disallowed
+        except ValueError as exc:  # e.g. http, since disallowed
             result.error = f"URL refused: {exc}"
             return result
         try:
             timestamp = int(started.timestamp())
             signature = signature_header(job.secrets, msg_id, timestamp, job.body)
-            headers = [
-                (b"Host", url.host_header),
-                (b"Content-Type", b"application/json"),
-                (b"Content-Length", str(len(job.body)).encode()),
-                (b"User-Agent", _USER_AGENT),
-                (b"webhook-id", msg_id.encode()),
-                (b"webhook-timestamp", str(timestamp).encode()),
-                (b"webhook-signature", signature.encode()),
-            ]
-            request = httpcore.Request(
-                b"POST",
-                url.url,
-                headers=headers,
-                content=job.body,
-                extensions={"timeout": self._timeouts},
+            head = request_head(
+                url.target,
+                (
+                    (b"Host", url.host_header),
+                    (b"Content-Type", b"application/json"),
+                    (b"Content-Length", str(len(job.body)).encode()),
+                    (b"User-Agent", _USER_AGENT),
+                    (b"webhook-id", msg_id.encode()),
+                    (b"webhook-timestamp", str(timestamp).encode()),
+                    (b"webhook-signature", signature.encode()),
+                ),
             )
             async with asyncio.timeout(self.config.timeout):
-                reply = await self._pool.handle_async_request(request)
-                try:
-                    answer = {k.lower(): v for k, v in reply.headers}
-                    result.status_code = reply.status
-                    retry_after = answer.get(b"retry-after")
-                    result.retry_after = parse_retry_after(
-                        retry_after.decode("latin-1") if retry_after else None, self.clock()
-                    )
-                    result.excerpt = await _excerpt(reply, answer)
-                    location = answer.get(b"location")
-                finally:
-                    await reply.aclose()
+                reply = await self._client.post(
+                    url.origin,
+                    head,
+                    job.body,
+                    connect_timeout=min(self.config.connect_timeout, self.config.timeout),
+                )
+            result.status_code = reply.status
+            retry_after = reply.headers.get(b"retry-after")
+            result.retry_after = parse_retry_after(
+                retry_after.decode("latin-1") if retry_after else None, self.clock()
+            )
+            result.excerpt = _excerpt(reply)
+            location = reply.headers.get(b"location")
             result.error = _status_error(
                 reply.status, location.decode("latin-1") if location else None
             )
         except AddressRefused as exc:
             result.error = f"address refused (SSRF protection): {exc}"
-        except (TimeoutError, httpcore.TimeoutException):
+        except TimeoutError:
             result.error = f"no complete answer within {self.config.timeout:g} s"
-        except httpcore.UnsupportedProtocol as exc:
-            result.error = f"URL refused: {exc}"
-        except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
-            name = _HTTPX_NAMES.get(type(exc), type(exc).__name__)
-            result.error = f"{name}: {exc}" if str(exc) else name
+        except HttpError as exc:
+            result.error = f"{exc.name}: {exc}" if str(exc) else exc.name
         except Exception as exc:  # never let one receiver break the loop
             logger.exception("unexpected error sending a webhook", extra={"worker": self.name})
             result.error = f"unexpected error: {type(exc).__name__}"
@@ -967,49 +958,47 @@ def _targets(event_type: str, data: Any, subscriptions: Sequence[Any]) -> list[u
 
 @dataclass(frozen=True)
 class _Target:
-    url: httpcore.URL
+    origin: Origin
+    target: bytes  # path and query, as the request line carries them
     host_header: bytes
 
 
 @lru_cache(maxsize=1024)
 def _target(url: str) -> _Target:
-    """A subscription URL as httpcore wants it (parsed once per URL, not per send)."""
+    """A subscription URL as the client wants it (parsed once per URL, not per send)."""
     parsed = httpx.URL(url)
     host = parsed.raw_host
     if b":" in host:  # an IPv6 literal
         host = b"[" + host + b"]"
     if parsed.port is not None and parsed.port != _DEFAULT_PORTS.get(parsed.raw_scheme):
         host += b":" + str(parsed.port).encode()
-    target = httpcore.URL(
-        scheme=parsed.raw_scheme, host=parsed.raw_host, port=parsed.port, target=parsed.raw_path
+    scheme = parsed.scheme
+    origin = Origin(
+        scheme=scheme,
+        host=parsed.raw_host.decode("ascii"),  # IDNA-encoded, as DNS and TLS want it
+        port=parsed.port or _DEFAULT_PORTS[parsed.raw_scheme],
     )
-    return _Target(url=target, host_header=host)
+    return _Target(origin=origin, target=parsed.raw_path, host_header=host)
+
+
+@lru_cache(maxsize=1)
+def _default_ssl_context() -> ssl.SSLContext:
+    """The certificate authorities httpx trusts (certifi), no proxy or SSLKEYLOGFILE from
+    the environment; built once (loading the bundle takes milliseconds)."""
+    return httpx.create_ssl_context(trust_env=False)
 
 
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 _USER_AGENT = f"sladesk-webhooks/{__version__}".encode()
-# The names receivers' operators know from httpx, kept in the delivery log.
-_HTTPX_NAMES: dict[type[Exception], str] = {
-    httpcore.ConnectError: "ConnectError",
-    httpcore.ReadError: "ReadError",
-    httpcore.WriteError: "WriteError",
-    httpcore.RemoteProtocolError: "RemoteProtocolError",
-    httpcore.LocalProtocolError: "LocalProtocolError",
-}
 
 
-async def _excerpt(reply: httpcore.Response, headers: Mapping[bytes, bytes]) -> str | None:
+def _excerpt(reply: webhook_http.Answer) -> str | None:
     """The start of the answer, for the delivery log (compressed answers are not read)."""
-    if headers.get(b"content-encoding", b"identity").lower() not in (b"", b"identity"):
+    if reply.headers.get(b"content-encoding", b"identity").lower() not in (b"", b"identity"):
         return None
-    chunks = bytearray()
-    async for chunk in reply.aiter_stream():
-        chunks += chunk
-        if len(chunks) >= EXCERPT_BYTES:
-            break
-    if not chunks:
+    if not reply.body:
         return None
-    return bytes(chunks[:EXCERPT_BYTES]).decode("utf-8", errors="replace")
+    return reply.body[:EXCERPT_BYTES].decode("utf-8", errors="replace")
 
 
 def _succeeded(result: Result) -> bool:
