@@ -27,6 +27,8 @@ from typing import TypeVar
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.services.outbox import OUTBOX_CHANNEL
+
 T = TypeVar("T")
 
 # The execution option app.db.make_engine sets when SLADESK_DB_TRANSACTION_POOLING is on.
@@ -86,6 +88,58 @@ WHERE {_DUE}
 """
 
 
+# The recorder's statements (Dispatcher._record_batch), one transaction per group.
+LOCK_FOR_RECORD = """
+SELECT id, attempt_count, lease_token FROM webhook_deliveries
+WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
+"""
+
+INSERT_ATTEMPTS = """
+INSERT INTO webhook_attempts (id, delivery_id, number, trigger, started_at, duration_ms,
+                              status_code, outcome, error, response_excerpt)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::text[], $5::timestamptz[],
+                     $6::int[], $7::int[], $8::text[], $9::text[], $10::text[])
+ON CONFLICT (id) DO NOTHING
+RETURNING id
+"""
+
+RECORD_OWNED = """
+UPDATE webhook_deliveries d
+SET attempt_count = u.attempt_count, last_attempt_at = u.last_attempt_at,
+    last_status_code = u.last_status_code, last_error = u.last_error, status = u.status,
+    completed_at = u.completed_at, next_attempt_at = u.next_attempt_at,
+    locked_until = NULL, lease_token = NULL, redeliver_requested_at = NULL
+FROM unnest($1::uuid[], $2::int[], $3::timestamptz[], $4::int[], $5::text[], $6::text[],
+            $7::timestamptz[], $8::timestamptz[])
+     AS u(id, attempt_count, last_attempt_at, last_status_code, last_error, status,
+          completed_at, next_attempt_at)
+WHERE d.id = u.id
+"""
+
+RECORD_COUNTED = """
+UPDATE webhook_deliveries d
+SET attempt_count = u.attempt_count, last_attempt_at = u.last_attempt_at,
+    last_status_code = u.last_status_code, last_error = u.last_error
+FROM unnest($1::uuid[], $2::int[], $3::timestamptz[], $4::int[], $5::text[])
+     AS u(id, attempt_count, last_attempt_at, last_status_code, last_error)
+WHERE d.id = u.id
+"""
+
+NOTIFY_NEXT_OF_TICKETS = f"""
+SELECT pg_notify('{OUTBOX_CHANNEL}', '') WHERE EXISTS (
+    SELECT 1 FROM webhook_deliveries f
+    JOIN webhook_deliveries d ON d.subscription_id = f.subscription_id
+         AND d.ticket_id = f.ticket_id AND d.status = 'pending' AND d.event_seq > f.event_seq
+    WHERE f.id = ANY($1::uuid[]))
+"""
+
+DISABLE = """
+UPDATE webhook_subscriptions
+SET active = false, disabled_at = $2, disabled_reason = $3, updated_at = $2
+WHERE id = $1 AND active
+"""
+
+
 class HeldConnection:
     """One pooled connection kept between rounds while ``held`` (no check-out and ping
     per statement; outside it, a check-out per use); any failure gives it up, so the
@@ -106,15 +160,17 @@ class HeldConnection:
             self._hold = False
             await self.close()
 
-    async def run(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        """``work`` on the driver connection: in autocommit, or in a transaction behind a
-        transaction pooler."""
+    async def run(
+        self, work: Callable[[asyncpg.Connection], Awaitable[T]], *, transaction: bool = False
+    ) -> T:
+        """``work`` on the driver connection: in a transaction if asked (or behind a
+        transaction pooler), else in autocommit."""
         if self._conn is None:
             self._conn = await self.engine.connect()
         try:
             raw = (await self._conn.get_raw_connection()).driver_connection
             assert raw is not None
-            if not self.in_transaction:
+            if not (transaction or self.in_transaction):
                 return await work(raw)
             async with raw.transaction():
                 return await work(raw)

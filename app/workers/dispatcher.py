@@ -58,17 +58,17 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
+import asyncpg
 import httpx
 from sqlalchemy import (
     Table,
-    bindparam,
     func,
     select,
     text,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import __version__
 from app.config import Settings
@@ -100,7 +100,6 @@ logger = logging.getLogger("sladesk.webhooks")
 EVENTS: Table = metadata.tables["outbox_events"]
 SUBSCRIPTIONS: Table = metadata.tables["webhook_subscriptions"]
 DELIVERIES: Table = metadata.tables["webhook_deliveries"]
-ATTEMPTS: Table = metadata.tables["webhook_attempts"]
 
 # The pg_try_advisory_xact_lock key that makes fan-out one dispatcher at a time.
 FANOUT_LOCK_KEY = 0x51ADE5C0_3B00_0001
@@ -113,9 +112,6 @@ PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
 # batch: compiling a 200-row VALUES clause cost more than sending it.
 _INSERT_DELIVERIES = insert(DELIVERIES).on_conflict_do_nothing(
     index_elements=["event_id", "subscription_id"]
-)
-_INSERT_ATTEMPTS = (
-    insert(ATTEMPTS).on_conflict_do_nothing(index_elements=["id"]).returning(ATTEMPTS.c.id)
 )
 
 
@@ -266,8 +262,10 @@ class Dispatcher:
         self._recorder: asyncio.Task[None] | None = None
         self._gap: _Gap | None = None
         self._client: WebhookClient | None = None
-        # The claim's own connection, kept between rounds (app.workers.delivery_queue).
+        # The claim's and the recorder's own connections, kept between rounds
+        # (app.workers.delivery_queue).
         self._queue = delivery_queue.HeldConnection(engine)
+        self._records = delivery_queue.HeldConnection(engine)
 
     # ---------------------------------------------------------------------- the loop
 
@@ -283,10 +281,12 @@ class Dispatcher:
         try:
             self._client = client
             try:
-                async with self._queue.held():
-                    await self._loop(stop)
+                async with self._queue.held(), self._records.held():
+                    try:
+                        await self._loop(stop)
+                    finally:
+                        await self._shutdown()
             finally:
-                await self._shutdown()
                 await client.aclose()
         finally:
             listener.cancel()
@@ -566,8 +566,7 @@ class Dispatcher:
         result = Result(attempt_id=uuid.uuid4(), started_at=started, duration_ms=0)
         msg_id = webhook_id(job.event_id)
         try:
-            parse_target(job.url, allow_http=self.config.allow_http)
-            url = _target(job.url)
+            url = _checked_target(job.url, self.config.allow_http)
         except ValueError as exc:  # e.g. http, since disallowed
             result.error = f"URL refused: {exc}"
             return result
@@ -671,27 +670,16 @@ class Dispatcher:
 
     async def _record_batch(self, items: Sequence[tuple[Job, Result]]) -> None:
         """Record finished sends in one transaction of a few set-based statements (not a
-        few statements per send: at a burst's rate the round trips were the cost)."""
+        few statements per send: at a burst's rate the round trips were the cost), on the
+        recorder's own held connection (app.workers.delivery_queue)."""
         now = self.clock()
         logs: list[tuple[Job, Result, bool, int]] = []
-        async with self.engine.begin() as conn:
+
+        async def work(conn: asyncpg.Connection) -> None:
+            logs.clear()  # what a failed try noted did not happen
             ids = sorted({job.delivery_id for job, _ in items})
-            rows = {
-                r.id: r
-                for r in (
-                    await conn.execute(
-                        select(
-                            DELIVERIES.c.id,
-                            DELIVERIES.c.attempt_count,
-                            DELIVERIES.c.lease_token,
-                        )
-                        .where(DELIVERIES.c.id.in_(ids))
-                        .order_by(DELIVERIES.c.id)
-                        .with_for_update()
-                    )
-                ).all()
-            }
-            counts = {i: r.attempt_count for i, r in rows.items()}
+            rows = {r["id"]: r for r in await conn.fetch(delivery_queue.LOCK_FOR_RECORD, ids)}
+            counts = {i: r["attempt_count"] for i, r in rows.items()}
             # A delivery re-claimed after its lease expired may finish twice in one batch:
             # each wave holds a delivery once, so attempt numbers follow each other.
             pending = [(job, result) for job, result in items if job.delivery_id in rows]
@@ -708,12 +696,14 @@ class Dispatcher:
                 for job, result, succeeded in recorded:
                     counts[job.delivery_id] += 1
                     logs.append((job, result, succeeded, counts[job.delivery_id]))
+
+        await self._records.run(work, transaction=True)
         for job, result, succeeded, number in logs:
             self._log_attempt(job, result, succeeded, number)
 
     async def _apply_attempts(
         self,
-        conn: AsyncConnection,
+        conn: asyncpg.Connection,
         wave: Sequence[tuple[Job, Result]],
         counts: Mapping[uuid.UUID, int],
         rows: Mapping[uuid.UUID, Any],
@@ -722,28 +712,30 @@ class Dispatcher:
         """Write the attempts of a wave (one send per delivery) and their deliveries' next
         states; those recorded now (an attempt recorded already — its acknowledgement was
         lost — is skipped), with whether each succeeded."""
-        inserted = set(
-            (
-                await conn.execute(
-                    _INSERT_ATTEMPTS,
+        inserted = {
+            r["id"]
+            for r in await conn.fetch(
+                delivery_queue.INSERT_ATTEMPTS,
+                *_columns(
                     [
-                        {
-                            "id": result.attempt_id,
-                            "delivery_id": job.delivery_id,
-                            "number": counts[job.delivery_id] + 1,
-                            "trigger": "redeliver" if job.redeliver else "schedule",
-                            "started_at": result.started_at,
-                            "duration_ms": result.duration_ms,
-                            "status_code": result.status_code,
-                            "outcome": SUCCEEDED if _succeeded(result) else FAILED,
-                            "error": result.error,
-                            "response_excerpt": result.excerpt,
-                        }
+                        (
+                            result.attempt_id,
+                            job.delivery_id,
+                            counts[job.delivery_id] + 1,
+                            "redeliver" if job.redeliver else "schedule",
+                            result.started_at,
+                            result.duration_ms,
+                            result.status_code,
+                            SUCCEEDED if _succeeded(result) else FAILED,
+                            result.error,
+                            result.excerpt,
+                        )
                         for job, result in wave
                     ],
-                )
-            ).scalars()
-        )
+                    10,
+                ),
+            )
+        }
         recorded: list[tuple[Job, Result, bool]] = []
         updates: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
         finished_tickets: list[uuid.UUID] = []
@@ -754,13 +746,13 @@ class Dispatcher:
             succeeded = _succeeded(result)
             recorded.append((job, result, succeeded))
             values: dict[str, Any] = {
-                "b_id": job.delivery_id,
+                "id": job.delivery_id,
                 "attempt_count": number,
                 "last_attempt_at": result.started_at,
                 "last_status_code": result.status_code,
                 "last_error": result.error,
             }
-            owner = rows[job.delivery_id].lease_token == job.token
+            owner = rows[job.delivery_id]["lease_token"] == job.token
             if owner:
                 step = next_step(
                     status_code=result.status_code,
@@ -789,51 +781,49 @@ class Dispatcher:
                 if not retry and job.ticket_id is not None:
                     finished_tickets.append(job.delivery_id)
             updates[owner].append(values)
-        by_id = DELIVERIES.c.id == bindparam("b_id")
         if updates[True]:
             # The owner of the lease moves the delivery on (and gives the lease back).
             await conn.execute(
-                update(DELIVERIES)
-                .where(by_id)
-                .values(
-                    attempt_count=bindparam("attempt_count"),
-                    last_attempt_at=bindparam("last_attempt_at"),
-                    last_status_code=bindparam("last_status_code"),
-                    last_error=bindparam("last_error"),
-                    status=bindparam("status"),
-                    completed_at=bindparam("completed_at"),
-                    next_attempt_at=bindparam("next_attempt_at"),
-                    locked_until=None,
-                    lease_token=None,
-                    redeliver_requested_at=None,
+                delivery_queue.RECORD_OWNED,
+                *_columns(
+                    [
+                        (
+                            v["id"],
+                            v["attempt_count"],
+                            v["last_attempt_at"],
+                            v["last_status_code"],
+                            v["last_error"],
+                            v["status"],
+                            v["completed_at"],
+                            v["next_attempt_at"],
+                        )
+                        for v in updates[True]
+                    ],
+                    8,
                 ),
-                updates[True],
             )
         if updates[False]:
             # A send whose lease expired (another dispatcher owns it now) only counts.
             await conn.execute(
-                update(DELIVERIES)
-                .where(by_id)
-                .values(
-                    attempt_count=bindparam("attempt_count"),
-                    last_attempt_at=bindparam("last_attempt_at"),
-                    last_status_code=bindparam("last_status_code"),
-                    last_error=bindparam("last_error"),
+                delivery_queue.RECORD_COUNTED,
+                *_columns(
+                    [
+                        (
+                            v["id"],
+                            v["attempt_count"],
+                            v["last_attempt_at"],
+                            v["last_status_code"],
+                            v["last_error"],
+                        )
+                        for v in updates[False]
+                    ],
+                    5,
                 ),
-                updates[False],
             )
         if finished_tickets:
             # The next delivery of these tickets (if one waits) may go now, perhaps from
             # another process: tell them, once.
-            await conn.execute(
-                text(
-                    "SELECT pg_notify(:channel, '') WHERE EXISTS (SELECT 1 FROM "
-                    "webhook_deliveries f JOIN webhook_deliveries d ON d.subscription_id = "
-                    "f.subscription_id AND d.ticket_id = f.ticket_id AND d.status = :pending "
-                    "AND d.event_seq > f.event_seq WHERE f.id = ANY(:finished))"
-                ),
-                {"channel": OUTBOX_CHANNEL, "pending": PENDING, "finished": finished_tickets},
-            )
+            await conn.execute(delivery_queue.NOTIFY_NEXT_OF_TICKETS, finished_tickets)
         return recorded
 
     def _log_attempt(self, job: Job, result: Result, succeeded: bool, number: int) -> None:
@@ -853,16 +843,12 @@ class Dispatcher:
             },
         )
 
-    async def _disable(self, conn: AsyncConnection, job: Job, now: datetime) -> None:
+    async def _disable(self, conn: asyncpg.Connection, job: Job, now: datetime) -> None:
         reason = (
             f"the receiver answered 410 Gone on {now.isoformat(timespec='seconds')} "
             f"(delivery {job.delivery_id})"
         )
-        await conn.execute(
-            update(SUBSCRIPTIONS)
-            .where(SUBSCRIPTIONS.c.id == job.subscription_id, SUBSCRIPTIONS.c.active.is_(True))
-            .values(active=False, disabled_at=now, disabled_reason=reason, updated_at=now)
-        )
+        await conn.execute(delivery_queue.DISABLE, job.subscription_id, now, reason)
         logger.warning(
             "webhook subscription disabled: %s",
             reason,
@@ -907,6 +893,14 @@ class _Target:
 
 
 @lru_cache(maxsize=1024)
+def _checked_target(url: str, allow_http: bool) -> _Target:
+    """:func:`_target` of a URL that ``parse_target`` accepts now (it raises ValueError
+    otherwise, every time: exceptions are not cached)."""
+    parse_target(url, allow_http=allow_http)
+    return _target(url)
+
+
+@lru_cache(maxsize=1024)
 def _target(url: str) -> _Target:
     """A subscription URL as the client wants it (parsed once per URL, not per send)."""
     parsed = httpx.URL(url)
@@ -942,6 +936,11 @@ def _excerpt(reply: webhook_http.Answer) -> str | None:
     if not reply.body:
         return None
     return reply.body[:EXCERPT_BYTES].decode("utf-8", errors="replace")
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as one list per column: the arrays that ``unnest`` turns back into rows."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * width
 
 
 def _succeeded(result: Result) -> bool:
