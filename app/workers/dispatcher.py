@@ -14,16 +14,20 @@ Each round, in its own short transactions:
 2. **Claim**. Due deliveries (``status = 'pending'``, ``next_attempt_at`` reached, lease
    free or expired, subscription active) are locked ``FOR UPDATE SKIP LOCKED``, only as
    many as there are free sending slots (overall and per subscription), leased
-   (``locked_until`` = now + timeout + margin, with a token), and committed. A delivery
-   of a ticket is due only when no earlier delivery of that ticket to that subscription is
-   still pending (retrying or in flight): per-ticket order, across any number of
-   dispatchers. Events without a ticket are unordered.
+   (``locked_until`` = now + timeout + margin, with a token), and committed — one
+   statement (app.workers.delivery_queue). A delivery of a ticket is due only when no
+   earlier delivery of that ticket to that subscription is still pending (retrying or in
+   flight): per-ticket order, across any number of dispatchers. Events without a ticket
+   are unordered. A subscription's slot is taken from the claim until its receiver
+   answers (recording the attempt holds an overall slot only).
 3. **Send**, outside any transaction, each in its own task: Standard Webhooks headers and
    signatures (two during a secret rotation), a total timeout, no redirects, through
    keep-alive connections that check every address they connect to
    (app.services.webhook_http, on app.services.netguard).
-4. **Record**, in a new transaction: the attempt (its id chosen before sending, so a
-   retried record after a lost commit acknowledgement inserts it once) and, if this
+4. **Record**, in a new transaction (one for every send that finished while the
+   previous one ran; app.workers.delivery_queue's statements): the attempt (its id
+   chosen before sending, so a retried record after a lost commit acknowledgement
+   inserts it once) and, if this
    dispatcher still holds the lease, the delivery's next state — succeeded, retry at the
    later of the schedule (±jitter) and ``Retry-After`` (429/5xx, capped), failed when
    the schedule is exhausted, failed at once on a 3xx (never followed, so never retried),
