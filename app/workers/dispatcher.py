@@ -27,11 +27,10 @@ Each round, in its own short transactions:
 4. **Record**, in a new transaction (one for every send that finished while the
    previous one ran; app.workers.delivery_queue's statements): the attempt (its id
    chosen before sending, so a retried record after a lost commit acknowledgement
-   inserts it once) and, if this
-   dispatcher still holds the lease, the delivery's next state — succeeded, retry at the
-   later of the schedule (±jitter) and ``Retry-After`` (429/5xx, capped), failed when
-   the schedule is exhausted, failed at once on a 3xx (never followed, so never retried),
-   or failed + subscription disabled on 410.
+   inserts it once) and, if this dispatcher still holds the lease, the delivery's next
+   state — succeeded, retry at the later of the schedule (±jitter) and ``Retry-After``
+   (429/5xx, capped), failed when the schedule is exhausted, failed at once on a 3xx
+   (never followed, so never retried), or failed + subscription disabled on 410.
 
 A sender that dies keeps its lease until it expires; the delivery is then claimed again
 and re-sent with the same ``webhook-id`` (at-least-once). A cancelled dispatcher frees
