@@ -224,3 +224,29 @@ async def test_https_connects_to_the_checked_address_and_verifies_the_host_name(
                 Origin("https", "localhost", port),
             )
     assert seen == [b"POST /hook?x=1 HTTP/1.1"]
+
+
+async def test_idle_connections_past_their_expiry_are_closed() -> None:
+    """A receiver no longer sent to does not keep a connection open for ever: an answer
+    received later (from anyone) sweeps the expired ones."""
+    closed = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                await read_request(reader)
+            except asyncio.IncompleteReadError:
+                closed.set()  # the client closed its kept connection
+                return
+            writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+            await writer.drain()
+
+    async with server(serve) as first, server(serve) as second:
+        c = client(keepalive_expiry=0.2)
+        await post(c, Origin("http", "127.0.0.1", first))
+        await asyncio.sleep(0.3)
+        assert not closed.is_set()
+        await post(c, Origin("http", "127.0.0.1", second))
+        async with asyncio.timeout(5):
+            await closed.wait()
+        await c.aclose()

@@ -113,6 +113,7 @@ class WebhookClient:
         self.resolve_timeout = resolve_timeout
         self._idle: dict[Origin, list[_Connection]] = {}
         self._idle_count = 0
+        self._swept = time.monotonic()
 
     async def aclose(self) -> None:
         for connections in self._idle.values():
@@ -155,12 +156,30 @@ class WebhookClient:
         return None
 
     def _give_back(self, origin: Origin, conn: _Connection) -> None:
+        now = time.monotonic()
+        if now - self._swept >= self.keepalive_expiry:
+            self._sweep(now)
         if self._idle_count >= self.max_idle:
             conn.close()
             return
-        conn.idle_since = time.monotonic()
+        conn.idle_since = now
         self._idle.setdefault(origin, []).append(conn)
         self._idle_count += 1
+
+    def _sweep(self, now: float) -> None:
+        """Close the idle connections past their expiry (those of a receiver no longer
+        sent to would otherwise stay open until the dispatcher stops)."""
+        self._swept = now
+        for origin, connections in list(self._idle.items()):
+            kept = [c for c in connections if c.usable(now, self.keepalive_expiry)]
+            for c in connections:
+                if c not in kept:
+                    c.close()
+            self._idle_count -= len(connections) - len(kept)
+            if kept:
+                self._idle[origin] = kept
+            else:
+                del self._idle[origin]
 
     async def _connect(self, origin: Origin, timeout: float) -> _Connection:  # noqa: ASYNC109
         async with asyncio.timeout(timeout):
