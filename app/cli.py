@@ -205,8 +205,10 @@ async def _serve_processes(settings: Settings) -> None:
             logging.getLogger("sladesk.supervisor").error("%s", exc)
             fail(f"could not serve on {settings.host}:{settings.port} (see the log above)")
         loops = contextlib.AsyncExitStack()
+        webhook_processes = settings.webhook_processes if settings.run_workers else 0
         if settings.run_workers:
-            await loops.enter_async_context(running_workers(engine, settings))
+            without = ("webhooks",) if webhook_processes else ()
+            await loops.enter_async_context(running_workers(engine, settings, without=without))
             # The timer's calendars come from this process's compiled cache, as in `worker`.
             await loops.enter_async_context(compiled_listener(engine, settings))
 
@@ -219,7 +221,8 @@ async def _serve_processes(settings: Settings) -> None:
             async with loops:
                 # The port bound (--port 0 picks one): every API process listens on it.
                 bound = settings.model_copy(update={"port": sock.getsockname()[1]})
-                code = await ApiProcesses(bound, sock, settings.workers).run(announce)
+                processes = ApiProcesses(bound, sock, settings.workers, webhook_processes)
+                code = await processes.run(announce)
     if code != 0:
         fail("an API process could not start (see the log above)")
 

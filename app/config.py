@@ -52,6 +52,14 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     run_workers: bool = Field(default=True, description="Run the timer and webhook loops.")
+    webhook_processes: int = Field(
+        default=0,
+        ge=0,
+        le=16,
+        description="With `sladesk serve --workers N` (N > 1): run the webhook dispatcher "
+        "in this many processes of its own under the supervisor, beside the API processes, "
+        "instead of in the supervising process with the other loops (0).",
+    )
     workers: int = Field(
         default_factory=cores,
         ge=1,

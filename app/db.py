@@ -94,6 +94,8 @@ def make_engine(
             "prepared_statement_name_func": _unique_statement_name,
         }
     options["connect_args"] = connect_args
+    # Read by code that talks to asyncpg directly (app.workers.delivery_queue).
+    options["execution_options"] = {"sladesk_transaction_pooling": settings.db_transaction_pooling}
     # Statement parameters are customer text: they must not reach logs with an error.
     options.setdefault("hide_parameters", True)
     options.update(overrides)

@@ -9,6 +9,13 @@ Everything that must happen once stays here: the database (embedded or not) and 
 migrations before the children start, the background loops (the caller runs them in
 this process), the start-up lines on stdout.
 
+With ``webhook_processes`` > 0 (SLADESK_WEBHOOK_PROCESSES) the webhook dispatcher runs in
+that many children of its own (``python -m app.loop_process webhooks``), kept and stopped
+like the API processes, and not in this process: under a burst of SLA thresholds the
+timer's batches and the dispatcher's sends then use two cores instead of taking turns on
+one event loop. Several dispatchers are safe (leases, SKIP LOCKED, the fan-out's advisory
+lock).
+
 Children are plain subprocesses (not multiprocessing): nothing but the socket and the
 pipes crosses over, and no helper process (multiprocessing's resource tracker) is left
 to reap.
@@ -60,19 +67,27 @@ def bind(host: str, port: int) -> socket.socket:
 @dataclass
 class _Slot:
     index: int
+    kind: str = "API"  # or "webhook" (app.loop_process)
     proc: asyncio.subprocess.Process | None = None
     served: bool = False
     pids: list[int] = field(default_factory=list)
 
 
 class ApiProcesses:
-    """``count`` API processes serving ``sock``, kept until a stop signal."""
+    """``count`` API processes serving ``sock`` (and ``webhook_processes`` dispatcher
+    processes), kept until a stop signal."""
 
-    def __init__(self, settings: Settings, sock: socket.socket, count: int) -> None:
-        # The children never run the loops: this process does (or nobody, --no-workers).
+    def __init__(
+        self, settings: Settings, sock: socket.socket, count: int, webhook_processes: int = 0
+    ) -> None:
+        # The API processes never run the loops: this process does (or nobody,
+        # --no-workers), except the dispatcher when it has processes of its own.
         self.settings = settings.model_copy(update={"run_workers": False})
+        self.loop_settings = settings
         self.sock = sock
-        self.slots = [_Slot(i) for i in range(count)]
+        self.slots = [_Slot(i) for i in range(count)] + [
+            _Slot(count + i, kind="webhook") for i in range(webhook_processes)
+        ]
         self.failure: str | None = None
         self._stopping = asyncio.Event()
         self._all_serving = asyncio.Event()
@@ -80,7 +95,12 @@ class ApiProcesses:
 
     @property
     def pids(self) -> list[int]:
-        return [s.proc.pid for s in self.slots if s.proc is not None]
+        """The API processes' (the webhook processes': ``loop_pids``)."""
+        return [s.proc.pid for s in self.slots if s.proc is not None and s.kind == "API"]
+
+    @property
+    def loop_pids(self) -> list[int]:
+        return [s.proc.pid for s in self.slots if s.proc is not None and s.kind != "API"]
 
     async def run(self, announce: Callable[[], None]) -> int:
         """Start the processes, call ``announce`` once all of them serve, keep them until
@@ -95,7 +115,11 @@ class ApiProcesses:
             stop = asyncio.create_task(self._stopping.wait())
             await asyncio.wait({up, stop}, return_when=asyncio.FIRST_COMPLETED)
             if self._all_serving.is_set() and not self._stopping.is_set():
-                logger.info("%d API processes serving", len(self.slots), extra={"pids": self.pids})
+                logger.info(
+                    "%d API processes serving",
+                    len(self.pids),
+                    extra={"pids": self.pids, "webhook_pids": self.loop_pids},
+                )
                 announce()
             await self._stopping.wait()
             up.cancel()
@@ -142,12 +166,12 @@ class ApiProcesses:
         try:
             await self._keep_running(slot)
         except Exception as exc:  # e.g. no process could be started at all
-            self._fail(f"could not run an API process: {type(exc).__name__}: {exc}")
+            self._fail(f"could not run an {slot.kind} process: {type(exc).__name__}: {exc}")
 
     async def _keep_running(self, slot: _Slot) -> None:
         """Run one slot's process, replacing it when it dies after serving."""
         while not self._stopping.is_set():
-            proc = await self._spawn()
+            proc = await self._spawn(slot)
             slot.proc = proc
             slot.pids.append(proc.pid)
             if self._stopping.is_set():  # the stop signalled the others while we spawned
@@ -162,23 +186,28 @@ class ApiProcesses:
                 return
             if not serving:
                 self._fail(
-                    f"an API process (pid {proc.pid}) exited with status {code} "
+                    f"an {slot.kind} process (pid {proc.pid}) exited with status {code} "
                     "before serving; stopping (see its log above)"
                 )
                 return
             logger.error(
-                "API process (pid %d) exited with status %s; starting another",
+                "%s process (pid %d) exited with status %s; starting another",
+                slot.kind,
                 proc.pid,
                 code,
             )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), RESTART_DELAY)
 
-    async def _spawn(self) -> asyncio.subprocess.Process:
-        shared = () if REUSE_PORT else (self.sock.fileno(),)
-        where = REUSE_PORT_ARG if REUSE_PORT else str(self.sock.fileno())
+    async def _spawn(self, slot: _Slot) -> asyncio.subprocess.Process:
+        if slot.kind == "API":
+            shared: tuple[int, ...] = () if REUSE_PORT else (self.sock.fileno(),)
+            where = REUSE_PORT_ARG if REUSE_PORT else str(self.sock.fileno())
+            command, settings = ("app.api_process", where), self.settings
+        else:
+            shared, command, settings = (), ("app.loop_process", "webhooks"), self.loop_settings
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "app.api_process", where,
+            sys.executable, "-m", *command,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             pass_fds=shared,
@@ -187,7 +216,7 @@ class ApiProcesses:
         # stdin stays open for the child's life: its end of file tells the child that
         # this process is gone (even after a SIGKILL), so no child outlives it.
         with contextlib.suppress(ConnectionError):
-            proc.stdin.write(encode_settings(self.settings))
+            proc.stdin.write(encode_settings(settings))
             await proc.stdin.drain()
         return proc
 

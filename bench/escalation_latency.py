@@ -21,7 +21,12 @@
    its cost depends on the batch, not on the number of open tickets.
 
 Prints figures; asserts nothing. Set `SLADESK_DATABASE_URL` to use a server instead of
-the embedded one (a new database is created on it and dropped afterwards).
+the embedded one (a new database is created on it and dropped afterwards). The service
+gets this process's environment: `SLADESK_WEBHOOK_PROCESSES=1` measures `serve` with the
+dispatcher in a process of its own; `--worker-processes N` adds N `sladesk worker`
+processes (every loop) beside it. The CPU figure is the sladesk processes' own (the
+receiver and PostgreSQL are not counted); on a machine shared with other work the lags
+vary from run to run, the CPU per threshold much less.
 """
 
 from __future__ import annotations

@@ -45,7 +45,9 @@ LOOP_LISTENERS = {"sladesk-timers-listen", "sladesk-webhooks-listen"}
 PER_PROCESS_LISTENERS = {"sladesk-stream-listen", "sladesk-compiled-listen"}
 
 
-async def _start(database_url: str, port: int, key: str, *extra: str) -> asyncio.subprocess.Process:
+async def _start(
+    database_url: str, port: int, key: str, *extra: str, env_extra: dict[str, str] | None = None
+) -> asyncio.subprocess.Process:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLADESK_")}
     env |= {
         "SLADESK_DATABASE_URL": database_url,
@@ -54,6 +56,7 @@ async def _start(database_url: str, port: int, key: str, *extra: str) -> asyncio
         "SLADESK_WEBHOOKS_ALLOW_HTTP": "true",
         "SLADESK_MAIL_LISTEN": f"127.0.0.1:{free_port()}",
     }
+    env |= env_extra or {}
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "2", *extra,
         env=env, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -238,6 +241,77 @@ async def test_two_api_processes_one_set_of_loops(db: AsyncEngine, database_url:
     assert "admin API key" not in printed  # the bootstrap key was given
 
     # One breach, fired once, delivered once.
+    [request] = receiver.on("/hook")
+    payload = Webhook(secret).verify(request.body, request.headers)
+    assert payload["data"]["ticket"]["id"] == late["id"]
+    async with db.connect() as conn:
+        firings = await conn.scalar(text("SELECT count(*) FROM sla_firings"))
+        attempts = await conn.scalar(text("SELECT count(*) FROM webhook_attempts"))
+    assert (firings, attempts) == (1, 1)
+
+
+async def test_the_dispatcher_in_processes_of_its_own_delivers_once_signed(
+    db: AsyncEngine, database_url: str
+) -> None:
+    """SLADESK_WEBHOOK_PROCESSES=2: two dispatcher processes under `serve` (children that
+    are not API processes), none in the supervisor, which keeps the other loops. A
+    breach is fired once and delivered once, signed; one that is killed is replaced;
+    SIGTERM stops them all."""
+    port, key = free_port(), new_key()
+    base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": f"Bearer {key}"}
+    receiver = Receiver()
+    await receiver.start()
+    serve = await _start(database_url, port, key, env_extra={"SLADESK_WEBHOOK_PROCESSES": "2"})
+    try:
+        await _read_until(serve, "API docs at")
+        api_pids = _api_processes(serve.pid, port)
+        assert len(api_pids) == 2, api_pids
+        loop_pids = [p.pid for p in psutil.Process(serve.pid).children() if p.pid not in api_pids]
+        assert len(loop_pids) == 2, loop_pids
+
+        async def listeners() -> dict[str, list[int | None]]:
+            found: dict[str, list[int | None]] = {}
+            everyone = [serve.pid, *api_pids, *loop_pids]
+            for name, client_port in await _listen_backends(db):
+                owner = _owner(everyone, client_port) if client_port > 0 else None
+                found.setdefault(name, []).append(owner)
+            return found
+
+        async def dispatchers_listen() -> bool:
+            return len((await listeners()).get("sladesk-webhooks-listen", [])) == 2
+
+        await eventually(dispatchers_listen, within=60, what="both dispatchers listening")
+        found = await listeners()
+        if all(o is not None for owners in found.values() for o in owners):  # TCP
+            assert sorted(found["sladesk-webhooks-listen"]) == sorted(loop_pids)  # type: ignore[type-var]
+            assert found["sladesk-timers-listen"] == [serve.pid]
+
+        psutil.Process(loop_pids[0]).kill()
+
+        def replaced() -> bool:
+            now = [p.pid for p in psutil.Process(serve.pid).children() if p.pid not in api_pids]
+            return len(now) == 2 and loop_pids[0] not in now
+
+        await eventually(replaced, within=90, what="a replacement dispatcher process")
+
+        async with httpx.AsyncClient(base_url=base, headers=auth, timeout=30) as api:
+            ticket, secret = await _desk(api, receiver.url())
+            received = datetime.now(UTC) - timedelta(hours=2)  # due an hour ago
+            late = await _post(api, "/v1/tickets", ticket | {"received_at": received.isoformat()})
+        await eventually(lambda: len(receiver.requests) >= 1, within=60, what="the breach hook")
+        await asyncio.sleep(1)  # room for a second delivery, were there one
+        descendants = psutil.Process(serve.pid).children(recursive=True)
+    finally:
+        if serve.returncode is None:
+            serve.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(90):
+            _, err = await serve.communicate()
+        await receiver.stop()
+    assert serve.returncode == 0, err.decode()[-3000:]
+    assert f"webhook process (pid {loop_pids[0]}) exited with status -9" in err.decode()
+    _, alive = psutil.wait_procs(descendants, timeout=30)
+    assert alive == [], f"left running after SIGTERM: {alive}"
     [request] = receiver.on("/hook")
     payload = Webhook(secret).verify(request.body, request.headers)
     assert payload["data"]["ticket"]["id"] == late["id"]

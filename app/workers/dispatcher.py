@@ -14,19 +14,23 @@ Each round, in its own short transactions:
 2. **Claim**. Due deliveries (``status = 'pending'``, ``next_attempt_at`` reached, lease
    free or expired, subscription active) are locked ``FOR UPDATE SKIP LOCKED``, only as
    many as there are free sending slots (overall and per subscription), leased
-   (``locked_until`` = now + timeout + margin, with a token), and committed. A delivery
-   of a ticket is due only when no earlier delivery of that ticket to that subscription is
-   still pending (retrying or in flight): per-ticket order, across any number of
-   dispatchers. Events without a ticket are unordered.
+   (``locked_until`` = now + timeout + margin, with a token), and committed — one
+   statement (app.workers.delivery_queue). A delivery of a ticket is due only when no
+   earlier delivery of that ticket to that subscription is still pending (retrying or in
+   flight): per-ticket order, across any number of dispatchers. Events without a ticket
+   are unordered. A subscription's slot is taken from the claim until its receiver
+   answers (recording the attempt holds an overall slot only).
 3. **Send**, outside any transaction, each in its own task: Standard Webhooks headers and
-   signatures (two during a secret rotation), a total timeout, no redirects, through a
-   connection pool that checks every address it connects to (app.services.netguard).
-4. **Record**, in a new transaction: the attempt (its id chosen before sending, so a
-   retried record after a lost commit acknowledgement inserts it once) and, if this
-   dispatcher still holds the lease, the delivery's next state — succeeded, retry at the
-   later of the schedule (±jitter) and ``Retry-After`` (429/5xx, capped), failed when
-   the schedule is exhausted, failed at once on a 3xx (never followed, so never retried),
-   or failed + subscription disabled on 410.
+   signatures (two during a secret rotation), a total timeout, no redirects, through
+   keep-alive connections that check every address they connect to
+   (app.services.webhook_http, on app.services.netguard).
+4. **Record**, in a new transaction (one for every send that finished while the
+   previous one ran; app.workers.delivery_queue's statements): the attempt (its id
+   chosen before sending, so a retried record after a lost commit acknowledgement
+   inserts it once) and, if this dispatcher still holds the lease, the delivery's next
+   state — succeeded, retry at the later of the schedule (±jitter) and ``Retry-After``
+   (429/5xx, capped), failed when the schedule is exhausted, failed at once on a 3xx
+   (never followed, so never retried), or failed + subscription disabled on 410.
 
 A sender that dies keeps its lease until it expires; the delivery is then claimed again
 and re-sent with the same ``webhook-id`` (at-least-once). A cancelled dispatcher frees
@@ -46,6 +50,7 @@ import json
 import logging
 import math
 import random
+import ssl
 import time
 import uuid
 from collections import Counter
@@ -56,24 +61,17 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpcore
+import asyncpg
 import httpx
 from sqlalchemy import (
     Table,
-    Text,
-    and_,
-    bindparam,
-    cast,
-    exists,
     func,
-    not_,
-    or_,
     select,
     text,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import __version__
 from app.config import Settings
@@ -91,8 +89,11 @@ from app.domain.webhooks import (
 )
 from app.events import CATALOGUE, WILDCARD
 from app.models import metadata
-from app.services.netguard import AddressRefused, guarded_pool
+from app.services import webhook_http
+from app.services.netguard import AddressRefused
 from app.services.outbox import OUTBOX_CHANNEL
+from app.services.webhook_http import HttpError, Origin, WebhookClient, request_head
+from app.workers import delivery_queue
 from app.workers.listener import listen, listen_url_of
 from app.workers.outbox_horizon import BOUNDS
 from app.workers.rounds import run_rounds
@@ -102,7 +103,6 @@ logger = logging.getLogger("sladesk.webhooks")
 EVENTS: Table = metadata.tables["outbox_events"]
 SUBSCRIPTIONS: Table = metadata.tables["webhook_subscriptions"]
 DELIVERIES: Table = metadata.tables["webhook_deliveries"]
-ATTEMPTS: Table = metadata.tables["webhook_attempts"]
 
 # The pg_try_advisory_xact_lock key that makes fan-out one dispatcher at a time.
 FANOUT_LOCK_KEY = 0x51ADE5C0_3B00_0001
@@ -115,9 +115,6 @@ PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
 # batch: compiling a 200-row VALUES clause cost more than sending it.
 _INSERT_DELIVERIES = insert(DELIVERIES).on_conflict_do_nothing(
     index_elements=["event_id", "subscription_id"]
-)
-_INSERT_ATTEMPTS = (
-    insert(ATTEMPTS).on_conflict_do_nothing(index_elements=["id"]).returning(ATTEMPTS.c.id)
 )
 
 
@@ -148,6 +145,7 @@ class DispatcherConfig:
     error_backoff_max: float = 5.0
     listener_health_interval: float = 15.0
     listen_url: str | None = field(default=None, repr=False)  # may hold a password
+    ssl_context: ssl.SSLContext | None = field(default=None, repr=False)  # None: certifi's
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> DispatcherConfig:
@@ -266,33 +264,33 @@ class Dispatcher:
         self._to_record: list[tuple[Job, Result, asyncio.Future[None]]] = []
         self._recorder: asyncio.Task[None] | None = None
         self._gap: _Gap | None = None
-        self._pool: httpcore.AsyncConnectionPool | None = None
-        timeout = self.config.timeout
-        self._timeouts = {
-            "connect": min(self.config.connect_timeout, timeout),
-            "read": timeout,
-            "write": timeout,
-            "pool": timeout,
-        }
+        self._client: WebhookClient | None = None
+        # The claim's and the recorder's own connections, kept between rounds
+        # (app.workers.delivery_queue).
+        self._queue = delivery_queue.HeldConnection(engine)
+        self._records = delivery_queue.HeldConnection(engine)
 
     # ---------------------------------------------------------------------- the loop
 
     async def run(self, stop: asyncio.Event) -> None:
-        # httpcore's pool directly, not an httpx client: a delivery needs none of the
-        # client's layers (redirects, cookies, auth, URL merging), and at a burst's rate
-        # they were a third of the dispatcher's CPU.
-        pool = guarded_pool(
-            allow_private=self.config.allow_private, max_connections=self.config.max_in_flight
+        # Not httpx/httpcore: see app.services.webhook_http for why and what it keeps.
+        client = WebhookClient(
+            allow_private=self.config.allow_private,
+            ssl_context=self.config.ssl_context or _default_ssl_context(),
+            max_idle=self.config.max_in_flight,
         )
         listener = asyncio.create_task(self._listen(stop), name=f"sladesk-{self.name}-listen")
         stopper = asyncio.create_task(self._wake_on(stop))
         try:
-            async with pool:
-                self._pool = pool
-                try:
-                    await self._loop(stop)
-                finally:
-                    await self._shutdown()
+            self._client = client
+            try:
+                async with self._queue.held(), self._records.held():
+                    try:
+                        await self._loop(stop)
+                    finally:
+                        await self._shutdown()
+            finally:
+                await client.aclose()
         finally:
             listener.cancel()
             stopper.cancel()
@@ -491,111 +489,47 @@ class Dispatcher:
 
     # -------------------------------------------------------------------------- claim
 
-    def _due(self, now: datetime | None) -> list[Any]:
-        earlier = DELIVERIES.alias("earlier")
-        earlier_pending = exists().where(
-            earlier.c.subscription_id == DELIVERIES.c.subscription_id,
-            earlier.c.ticket_id == DELIVERIES.c.ticket_id,
-            earlier.c.status == PENDING,
-            earlier.c.event_seq < DELIVERIES.c.event_seq,
-        )
-        saturated = [s for s, n in self._in_flight.items() if n >= self.config.per_subscription]
-        conditions: list[Any] = [
-            DELIVERIES.c.status == PENDING,
-            SUBSCRIPTIONS.c.active.is_(True),
-            or_(DELIVERIES.c.ticket_id.is_(None), not_(earlier_pending)),
-        ]
-        if saturated:
-            conditions.append(DELIVERIES.c.subscription_id.not_in(saturated))
-        if now is not None:
-            conditions += [
-                DELIVERIES.c.next_attempt_at <= now,
-                or_(DELIVERIES.c.locked_until.is_(None), DELIVERIES.c.locked_until <= now),
-            ]
-        return conditions
-
     async def _claim(self, now: datetime, limit: int) -> tuple[list[Job], int]:
-        """Lease up to ``limit`` due deliveries that fit the free slots; (jobs, rows seen)."""
-        stmt = (
-            select(
-                DELIVERIES.c.id,
-                DELIVERIES.c.subscription_id,
-                DELIVERIES.c.event_id,
-                DELIVERIES.c.ticket_id,
-                DELIVERIES.c.redeliver_requested_at,
-                SUBSCRIPTIONS.c.url,
-                SUBSCRIPTIONS.c.secret,
-                SUBSCRIPTIONS.c.previous_secret,
-                SUBSCRIPTIONS.c.previous_secret_expires_at,
-                EVENTS.c.type,
-                EVENTS.c.occurred_at,
-                cast(EVENTS.c.data, Text).label("data_json"),
-            )
-            .select_from(
-                DELIVERIES.join(
-                    SUBSCRIPTIONS, SUBSCRIPTIONS.c.id == DELIVERIES.c.subscription_id
-                ).join(EVENTS, EVENTS.c.id == DELIVERIES.c.event_id)
-            )
-            .where(and_(*self._due(now)))
-            .order_by(DELIVERIES.c.next_attempt_at, DELIVERIES.c.event_seq)
-            .limit(limit)
-            .with_for_update(of=DELIVERIES, skip_locked=True)
-        )
+        """Lease up to ``limit`` due deliveries that fit the free slots; (jobs, rows seen).
+        One statement (app.workers.delivery_queue)."""
         token = uuid.uuid4()
-        jobs: list[Job] = []
-        async with self.engine.begin() as conn:
-            rows = (await conn.execute(stmt)).all()
-            slots = {
-                row.subscription_id: self.config.per_subscription
-                - self._in_flight[row.subscription_id]
-                for row in rows
-            }
-            for row in rows:
-                if slots[row.subscription_id] <= 0:
-                    continue  # not leased: its row lock ends with this transaction
-                slots[row.subscription_id] -= 1
-                jobs.append(
-                    Job(
-                        delivery_id=row.id,
-                        subscription_id=row.subscription_id,
-                        event_id=row.event_id,
-                        ticket_id=row.ticket_id,
-                        token=token,
-                        redeliver=row.redeliver_requested_at is not None,
-                        url=row.url,
-                        secrets=signing_secrets(
-                            row.secret,
-                            row.previous_secret,
-                            row.previous_secret_expires_at,
-                            now,
-                        ),
-                        body=encoded_message_body(row.type, row.occurred_at, row.data_json),
-                    )
-                )
-            if jobs:
-                await conn.execute(
-                    update(DELIVERIES)
-                    .where(DELIVERIES.c.id.in_([j.delivery_id for j in jobs]))
-                    .values(locked_until=now + self.config.lease, lease_token=token)
-                )
-        return jobs, len(rows)
+
+        def work(conn: Any) -> Any:
+            return delivery_queue.claim(
+                conn,
+                now=now,
+                limit=limit,
+                in_flight=self._in_flight,
+                per_subscription=self.config.per_subscription,
+                lease=self.config.lease,
+                token=token,
+            )
+
+        rows, seen = await self._queue.run(work)
+        jobs = [
+            Job(
+                delivery_id=row["id"],
+                subscription_id=row["subscription_id"],
+                event_id=row["event_id"],
+                ticket_id=row["ticket_id"],
+                token=token,
+                redeliver=row["redeliver_requested_at"] is not None,
+                url=row["url"],
+                secrets=signing_secrets(
+                    row["secret"],
+                    row["previous_secret"],
+                    row["previous_secret_expires_at"],
+                    now,
+                ),
+                body=encoded_message_body(row["type"], row["occurred_at"], row["data_json"]),
+            )
+            for row in rows
+        ]
+        return jobs, seen
 
     async def _next_due(self) -> datetime | None:
-        due_at = func.greatest(
-            DELIVERIES.c.next_attempt_at,
-            func.coalesce(DELIVERIES.c.locked_until, DELIVERIES.c.next_attempt_at),
-        )
-        stmt = (
-            select(func.min(due_at))
-            .select_from(
-                DELIVERIES.join(SUBSCRIPTIONS, SUBSCRIPTIONS.c.id == DELIVERIES.c.subscription_id)
-            )
-            .where(and_(*self._due(None)))
-        )
-        async with self.engine.connect() as conn:
-            value: datetime | None = (await conn.execute(stmt)).scalar_one()
-            await conn.rollback()
-        return value
+        saturated = [s for s, n in self._in_flight.items() if n >= self.config.per_subscription]
+        return await self._queue.run(lambda conn: delivery_queue.next_due(conn, saturated))
 
     # --------------------------------------------------------------------------- send
 
@@ -607,74 +541,76 @@ class Dispatcher:
 
         def done(task: asyncio.Task[None]) -> None:
             self._tasks.discard(task)
-            self._in_flight[job.subscription_id] -= 1
-            if self._in_flight[job.subscription_id] <= 0:
-                del self._in_flight[job.subscription_id]
             self._wake.set()
 
         task.add_done_callback(done)
 
+    def _sent(self, job: Job) -> None:
+        """The receiver is done with this request: its subscription's slot is free again
+        (recording the attempt needs no slot of the receiver's: holding one until the group
+        commit ended halved a burst's throughput to one receiver)."""
+        self._in_flight[job.subscription_id] -= 1
+        if self._in_flight[job.subscription_id] <= 0:
+            del self._in_flight[job.subscription_id]
+        self._wake.set()
+
     async def _deliver(self, job: Job) -> None:
-        result = await self.send(job)
+        try:
+            result = await self.send(job)
+        finally:
+            self._sent(job)
         await self._record(job, result)
 
     async def send(self, job: Job) -> Result:
         """One attempt. Never raises for anything the receiver or the network does."""
-        assert self._pool is not None
+        assert self._client is not None
         started = self.clock()
         t0 = time.monotonic()
         result = Result(attempt_id=uuid.uuid4(), started_at=started, duration_ms=0)
         msg_id = webhook_id(job.event_id)
         try:
-            parse_target(job.url, allow_http=self.config.allow_http)
-            url = _target(job.url)
-        except (ValueError, httpx.InvalidURL) as exc:  # e.g. http, since disallowed
+            url = _checked_target(job.url, self.config.allow_http)
+        except ValueError as exc:  # e.g. http, since disallowed
             result.error = f"URL refused: {exc}"
             return result
         try:
             timestamp = int(started.timestamp())
             signature = signature_header(job.secrets, msg_id, timestamp, job.body)
-            headers = [
-                (b"Host", url.host_header),
-                (b"Content-Type", b"application/json"),
-                (b"Content-Length", str(len(job.body)).encode()),
-                (b"User-Agent", _USER_AGENT),
-                (b"webhook-id", msg_id.encode()),
-                (b"webhook-timestamp", str(timestamp).encode()),
-                (b"webhook-signature", signature.encode()),
-            ]
-            request = httpcore.Request(
-                b"POST",
-                url.url,
-                headers=headers,
-                content=job.body,
-                extensions={"timeout": self._timeouts},
+            head = request_head(
+                url.target,
+                (
+                    (b"Host", url.host_header),
+                    (b"Content-Type", b"application/json"),
+                    (b"Content-Length", str(len(job.body)).encode()),
+                    (b"User-Agent", _USER_AGENT),
+                    (b"webhook-id", msg_id.encode()),
+                    (b"webhook-timestamp", str(timestamp).encode()),
+                    (b"webhook-signature", signature.encode()),
+                ),
             )
             async with asyncio.timeout(self.config.timeout):
-                reply = await self._pool.handle_async_request(request)
-                try:
-                    answer = {k.lower(): v for k, v in reply.headers}
-                    result.status_code = reply.status
-                    retry_after = answer.get(b"retry-after")
-                    result.retry_after = parse_retry_after(
-                        retry_after.decode("latin-1") if retry_after else None, self.clock()
-                    )
-                    result.excerpt = await _excerpt(reply, answer)
-                    location = answer.get(b"location")
-                finally:
-                    await reply.aclose()
+                reply = await self._client.post(
+                    url.origin,
+                    head,
+                    job.body,
+                    connect_timeout=min(self.config.connect_timeout, self.config.timeout),
+                )
+            result.status_code = reply.status
+            retry_after = reply.headers.get(b"retry-after")
+            result.retry_after = parse_retry_after(
+                retry_after.decode("latin-1") if retry_after else None, self.clock()
+            )
+            result.excerpt = _excerpt(reply)
+            location = reply.headers.get(b"location")
             result.error = _status_error(
                 reply.status, location.decode("latin-1") if location else None
             )
         except AddressRefused as exc:
             result.error = f"address refused (SSRF protection): {exc}"
-        except (TimeoutError, httpcore.TimeoutException):
+        except TimeoutError:
             result.error = f"no complete answer within {self.config.timeout:g} s"
-        except httpcore.UnsupportedProtocol as exc:
-            result.error = f"URL refused: {exc}"
-        except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
-            name = _HTTPX_NAMES.get(type(exc), type(exc).__name__)
-            result.error = f"{name}: {exc}" if str(exc) else name
+        except HttpError as exc:
+            result.error = f"{exc.name}: {exc}" if str(exc) else exc.name
         except Exception as exc:  # never let one receiver break the loop
             logger.exception("unexpected error sending a webhook", extra={"worker": self.name})
             result.error = f"unexpected error: {type(exc).__name__}"
@@ -737,27 +673,16 @@ class Dispatcher:
 
     async def _record_batch(self, items: Sequence[tuple[Job, Result]]) -> None:
         """Record finished sends in one transaction of a few set-based statements (not a
-        few statements per send: at a burst's rate the round trips were the cost)."""
+        few statements per send: at a burst's rate the round trips were the cost), on the
+        recorder's own held connection (app.workers.delivery_queue)."""
         now = self.clock()
         logs: list[tuple[Job, Result, bool, int]] = []
-        async with self.engine.begin() as conn:
+
+        async def work(conn: asyncpg.Connection) -> None:
+            logs.clear()  # what a failed try noted did not happen
             ids = sorted({job.delivery_id for job, _ in items})
-            rows = {
-                r.id: r
-                for r in (
-                    await conn.execute(
-                        select(
-                            DELIVERIES.c.id,
-                            DELIVERIES.c.attempt_count,
-                            DELIVERIES.c.lease_token,
-                        )
-                        .where(DELIVERIES.c.id.in_(ids))
-                        .order_by(DELIVERIES.c.id)
-                        .with_for_update()
-                    )
-                ).all()
-            }
-            counts = {i: r.attempt_count for i, r in rows.items()}
+            rows = {r["id"]: r for r in await conn.fetch(delivery_queue.LOCK_FOR_RECORD, ids)}
+            counts = {i: r["attempt_count"] for i, r in rows.items()}
             # A delivery re-claimed after its lease expired may finish twice in one batch:
             # each wave holds a delivery once, so attempt numbers follow each other.
             pending = [(job, result) for job, result in items if job.delivery_id in rows]
@@ -774,12 +699,14 @@ class Dispatcher:
                 for job, result, succeeded in recorded:
                     counts[job.delivery_id] += 1
                     logs.append((job, result, succeeded, counts[job.delivery_id]))
+
+        await self._records.run(work, transaction=True)
         for job, result, succeeded, number in logs:
             self._log_attempt(job, result, succeeded, number)
 
     async def _apply_attempts(
         self,
-        conn: AsyncConnection,
+        conn: asyncpg.Connection,
         wave: Sequence[tuple[Job, Result]],
         counts: Mapping[uuid.UUID, int],
         rows: Mapping[uuid.UUID, Any],
@@ -788,28 +715,30 @@ class Dispatcher:
         """Write the attempts of a wave (one send per delivery) and their deliveries' next
         states; those recorded now (an attempt recorded already — its acknowledgement was
         lost — is skipped), with whether each succeeded."""
-        inserted = set(
-            (
-                await conn.execute(
-                    _INSERT_ATTEMPTS,
+        inserted = {
+            r["id"]
+            for r in await conn.fetch(
+                delivery_queue.INSERT_ATTEMPTS,
+                *_columns(
                     [
-                        {
-                            "id": result.attempt_id,
-                            "delivery_id": job.delivery_id,
-                            "number": counts[job.delivery_id] + 1,
-                            "trigger": "redeliver" if job.redeliver else "schedule",
-                            "started_at": result.started_at,
-                            "duration_ms": result.duration_ms,
-                            "status_code": result.status_code,
-                            "outcome": SUCCEEDED if _succeeded(result) else FAILED,
-                            "error": result.error,
-                            "response_excerpt": result.excerpt,
-                        }
+                        (
+                            result.attempt_id,
+                            job.delivery_id,
+                            counts[job.delivery_id] + 1,
+                            "redeliver" if job.redeliver else "schedule",
+                            result.started_at,
+                            result.duration_ms,
+                            result.status_code,
+                            SUCCEEDED if _succeeded(result) else FAILED,
+                            result.error,
+                            result.excerpt,
+                        )
                         for job, result in wave
                     ],
-                )
-            ).scalars()
-        )
+                    10,
+                ),
+            )
+        }
         recorded: list[tuple[Job, Result, bool]] = []
         updates: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
         finished_tickets: list[uuid.UUID] = []
@@ -820,13 +749,13 @@ class Dispatcher:
             succeeded = _succeeded(result)
             recorded.append((job, result, succeeded))
             values: dict[str, Any] = {
-                "b_id": job.delivery_id,
+                "id": job.delivery_id,
                 "attempt_count": number,
                 "last_attempt_at": result.started_at,
                 "last_status_code": result.status_code,
                 "last_error": result.error,
             }
-            owner = rows[job.delivery_id].lease_token == job.token
+            owner = rows[job.delivery_id]["lease_token"] == job.token
             if owner:
                 step = next_step(
                     status_code=result.status_code,
@@ -855,51 +784,49 @@ class Dispatcher:
                 if not retry and job.ticket_id is not None:
                     finished_tickets.append(job.delivery_id)
             updates[owner].append(values)
-        by_id = DELIVERIES.c.id == bindparam("b_id")
         if updates[True]:
             # The owner of the lease moves the delivery on (and gives the lease back).
             await conn.execute(
-                update(DELIVERIES)
-                .where(by_id)
-                .values(
-                    attempt_count=bindparam("attempt_count"),
-                    last_attempt_at=bindparam("last_attempt_at"),
-                    last_status_code=bindparam("last_status_code"),
-                    last_error=bindparam("last_error"),
-                    status=bindparam("status"),
-                    completed_at=bindparam("completed_at"),
-                    next_attempt_at=bindparam("next_attempt_at"),
-                    locked_until=None,
-                    lease_token=None,
-                    redeliver_requested_at=None,
+                delivery_queue.RECORD_OWNED,
+                *_columns(
+                    [
+                        (
+                            v["id"],
+                            v["attempt_count"],
+                            v["last_attempt_at"],
+                            v["last_status_code"],
+                            v["last_error"],
+                            v["status"],
+                            v["completed_at"],
+                            v["next_attempt_at"],
+                        )
+                        for v in updates[True]
+                    ],
+                    8,
                 ),
-                updates[True],
             )
         if updates[False]:
             # A send whose lease expired (another dispatcher owns it now) only counts.
             await conn.execute(
-                update(DELIVERIES)
-                .where(by_id)
-                .values(
-                    attempt_count=bindparam("attempt_count"),
-                    last_attempt_at=bindparam("last_attempt_at"),
-                    last_status_code=bindparam("last_status_code"),
-                    last_error=bindparam("last_error"),
+                delivery_queue.RECORD_COUNTED,
+                *_columns(
+                    [
+                        (
+                            v["id"],
+                            v["attempt_count"],
+                            v["last_attempt_at"],
+                            v["last_status_code"],
+                            v["last_error"],
+                        )
+                        for v in updates[False]
+                    ],
+                    5,
                 ),
-                updates[False],
             )
         if finished_tickets:
             # The next delivery of these tickets (if one waits) may go now, perhaps from
             # another process: tell them, once.
-            await conn.execute(
-                text(
-                    "SELECT pg_notify(:channel, '') WHERE EXISTS (SELECT 1 FROM "
-                    "webhook_deliveries f JOIN webhook_deliveries d ON d.subscription_id = "
-                    "f.subscription_id AND d.ticket_id = f.ticket_id AND d.status = :pending "
-                    "AND d.event_seq > f.event_seq WHERE f.id = ANY(:finished))"
-                ),
-                {"channel": OUTBOX_CHANNEL, "pending": PENDING, "finished": finished_tickets},
-            )
+            await conn.execute(delivery_queue.NOTIFY_NEXT_OF_TICKETS, finished_tickets)
         return recorded
 
     def _log_attempt(self, job: Job, result: Result, succeeded: bool, number: int) -> None:
@@ -919,16 +846,12 @@ class Dispatcher:
             },
         )
 
-    async def _disable(self, conn: AsyncConnection, job: Job, now: datetime) -> None:
+    async def _disable(self, conn: asyncpg.Connection, job: Job, now: datetime) -> None:
         reason = (
             f"the receiver answered 410 Gone on {now.isoformat(timespec='seconds')} "
             f"(delivery {job.delivery_id})"
         )
-        await conn.execute(
-            update(SUBSCRIPTIONS)
-            .where(SUBSCRIPTIONS.c.id == job.subscription_id, SUBSCRIPTIONS.c.active.is_(True))
-            .values(active=False, disabled_at=now, disabled_reason=reason, updated_at=now)
-        )
+        await conn.execute(delivery_queue.DISABLE, job.subscription_id, now, reason)
         logger.warning(
             "webhook subscription disabled: %s",
             reason,
@@ -967,49 +890,60 @@ def _targets(event_type: str, data: Any, subscriptions: Sequence[Any]) -> list[u
 
 @dataclass(frozen=True)
 class _Target:
-    url: httpcore.URL
+    origin: Origin
+    target: bytes  # path and query, as the request line carries them
     host_header: bytes
 
 
 @lru_cache(maxsize=1024)
+def _checked_target(url: str, allow_http: bool) -> _Target:
+    """:func:`_target` of a URL that ``parse_target`` accepts now (it raises ValueError
+    otherwise, every time: exceptions are not cached)."""
+    parse_target(url, allow_http=allow_http)
+    return _target(url)
+
+
+@lru_cache(maxsize=1024)
 def _target(url: str) -> _Target:
-    """A subscription URL as httpcore wants it (parsed once per URL, not per send)."""
+    """A subscription URL as the client wants it (parsed once per URL, not per send)."""
     parsed = httpx.URL(url)
     host = parsed.raw_host
     if b":" in host:  # an IPv6 literal
         host = b"[" + host + b"]"
     if parsed.port is not None and parsed.port != _DEFAULT_PORTS.get(parsed.raw_scheme):
         host += b":" + str(parsed.port).encode()
-    target = httpcore.URL(
-        scheme=parsed.raw_scheme, host=parsed.raw_host, port=parsed.port, target=parsed.raw_path
+    scheme = parsed.scheme
+    origin = Origin(
+        scheme=scheme,
+        host=parsed.raw_host.decode("ascii"),  # IDNA-encoded, as DNS and TLS want it
+        port=parsed.port or _DEFAULT_PORTS[parsed.raw_scheme],
     )
-    return _Target(url=target, host_header=host)
+    return _Target(origin=origin, target=parsed.raw_path, host_header=host)
+
+
+@lru_cache(maxsize=1)
+def _default_ssl_context() -> ssl.SSLContext:
+    """The certificate authorities httpx trusts (certifi), no proxy or SSLKEYLOGFILE from
+    the environment; built once (loading the bundle takes milliseconds)."""
+    return httpx.create_ssl_context(trust_env=False)
 
 
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 _USER_AGENT = f"sladesk-webhooks/{__version__}".encode()
-# The names receivers' operators know from httpx, kept in the delivery log.
-_HTTPX_NAMES: dict[type[Exception], str] = {
-    httpcore.ConnectError: "ConnectError",
-    httpcore.ReadError: "ReadError",
-    httpcore.WriteError: "WriteError",
-    httpcore.RemoteProtocolError: "RemoteProtocolError",
-    httpcore.LocalProtocolError: "LocalProtocolError",
-}
 
 
-async def _excerpt(reply: httpcore.Response, headers: Mapping[bytes, bytes]) -> str | None:
+def _excerpt(reply: webhook_http.Answer) -> str | None:
     """The start of the answer, for the delivery log (compressed answers are not read)."""
-    if headers.get(b"content-encoding", b"identity").lower() not in (b"", b"identity"):
+    if reply.headers.get(b"content-encoding", b"identity").lower() not in (b"", b"identity"):
         return None
-    chunks = bytearray()
-    async for chunk in reply.aiter_stream():
-        chunks += chunk
-        if len(chunks) >= EXCERPT_BYTES:
-            break
-    if not chunks:
+    if not reply.body:
         return None
-    return bytes(chunks[:EXCERPT_BYTES]).decode("utf-8", errors="replace")
+    return reply.body[:EXCERPT_BYTES].decode("utf-8", errors="replace")
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as one list per column: the arrays that ``unnest`` turns back into rows."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * width
 
 
 def _succeeded(result: Result) -> bool:

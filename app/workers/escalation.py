@@ -280,10 +280,11 @@ class TimerLoop:
         context = await tickets.payload_context(session, sorted({r.ticket_id for r in rows}))
         fired = context.fired
         due: list[tuple[Crossing, SlaClock]] = []
+        # Each row once (its JSON thresholds parsed once per batch, not once per use).
+        clocks = {row.id: clock_store.to_domain(row) for row in rows}
         for row in rows:
-            clock = clock_store.to_domain(row)
             for crossing in sla.crossings(
-                clock, horizon, context.cals.of(row), exclude=fired.get(row.id, set())
+                clocks[row.id], horizon, context.cals.of(row), exclude=fired.get(row.id, set())
             ):
                 due.append((crossing, row))
         due.sort(key=lambda item: (item[0].at, item[0].threshold.mark, item[1].id.hex))
@@ -314,8 +315,9 @@ class TimerLoop:
                 session, locked[row.ticket_id], row, crossing, now, result, context
             )
         for row in rows:
+            # Firing changes the ticket (tier, version), never the clock: still current.
             pending = sla.next_threshold(
-                clock_store.to_domain(row), fired.get(row.id, set()), context.cals.of(row)
+                clocks[row.id], fired.get(row.id, set()), context.cals.of(row)
             )
             row.next_check_at = pending.at if pending is not None else None
         await session.flush()

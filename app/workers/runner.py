@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -33,14 +33,27 @@ LOOPS: list[tuple[str, Loop]] = [
 
 
 @contextlib.asynccontextmanager
-async def running_workers(engine: AsyncEngine, settings: Settings) -> AsyncIterator[None]:
+async def running_workers(
+    engine: AsyncEngine,
+    settings: Settings,
+    *,
+    only: Collection[str] | None = None,
+    without: Collection[str] = (),
+) -> AsyncIterator[None]:
+    """The LOOPS (those named in ``only``, if given; never those in ``without``) until
+    the block ends."""
     check_listen_url(settings)
     stop = asyncio.Event()
+    chosen = [
+        (name, loop)
+        for name, loop in LOOPS
+        if (only is None or name in only) and name not in without
+    ]
     tasks: list[asyncio.Task[None]] = [
         asyncio.create_task(loop(engine, settings, stop), name=f"sladesk-{name}")
-        for name, loop in LOOPS
+        for name, loop in chosen
     ]
-    logger.info("workers started: %s", ", ".join(name for name, _ in LOOPS))
+    logger.info("workers started: %s", ", ".join(name for name, _ in chosen))
     try:
         yield
     finally:
