@@ -106,33 +106,24 @@ def make_engine(
     return engine
 
 
-# A pooled connection back in the pool this long ago or more is pinged before it is used
-# again; one returned more recently is trusted unless its socket is closed.
-PING_AFTER_SECONDS = 1.0
-
-
 def _check_on_checkout(engine: AsyncEngine) -> None:
     """A cheaper pre-ping. SQLAlchemy's pings every checkout with three round trips
-    (BEGIN, a statement, ROLLBACK, for the sake of transaction poolers): as many as a
-    whole ticket read. A server that ends a connection (a restart, pg_terminate_backend)
-    closes its socket, which asyncpg notices without a round trip (``is_closed``); a
-    connection that was idle for a while, which something on the way could have dropped
-    silently, is asked with one statement outside a transaction. Under load connections
-    come back within milliseconds and cost no round trip. A dead connection is replaced
-    before the request uses it (DisconnectionError: the pool retries with a new one)."""
+    (BEGIN, a statement, ROLLBACK, for the sake of transaction poolers); this one asks
+    with one statement outside a transaction, after a look at the socket (a connection
+    whose server closed it is refused without a round trip). A dead connection is
+    replaced before the request uses it (DisconnectionError: the pool retries with a
+    new one).
 
-    @event.listens_for(engine.sync_engine, "checkin")
-    def _returned(dbapi_connection: Any, record: Any) -> None:
-        record.info["returned_at"] = time.monotonic()
+    Every checkout is asked, even one returned a moment ago: a server that ends a
+    connection (a restart, pg_terminate_backend) sends its FATAL before it closes the
+    socket, and a connection handed out in between fails its request (asyncpg: "another
+    operation is in progress") instead of being replaced."""
 
     @event.listens_for(engine.sync_engine, "checkout")
     def _check(dbapi_connection: Any, record: Any, proxy: Any) -> None:
         driver = dbapi_connection.driver_connection
         if driver.is_closed():
             raise exc.DisconnectionError("the server closed this connection")
-        returned = record.info.get("returned_at")
-        if returned is not None and time.monotonic() - returned < PING_AFTER_SECONDS:
-            return
         try:
             await_(driver.fetchval(_PING))
         except Exception as error:

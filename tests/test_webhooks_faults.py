@@ -129,8 +129,10 @@ async def test_receiver_down_then_up_loses_nothing(
 async def _kill_other_connections(server_url: str) -> int:
     conn = await raw_connect(server_url)
     try:
+        # Each kill waits (up to 5 s) until its backend is gone, so that the kill is over
+        # when the test's own next insert checks a connection out.
         killed = await conn.fetch(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
         return len(killed)
