@@ -250,3 +250,50 @@ async def test_idle_connections_past_their_expiry_are_closed() -> None:
         async with asyncio.timeout(5):
             await closed.wait()
         await c.aclose()
+
+
+async def test_bytes_past_an_answer_never_become_the_next_answer() -> None:
+    """A receiver that sends more than its answer (a body after a 204, a second answer):
+    the leftover must not be read as the answer to the next request on that connection,
+    which would record another delivery's result (perhaps another organization's)."""
+    requests = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal requests
+        while True:
+            await read_request(reader)
+            requests += 1
+            if requests == 1:
+                stray = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                writer.write(b"HTTP/1.1 204 No Content\r\n\r\n" + stray)
+            else:
+                writer.write(b"HTTP/1.1 500 Oops\r\nContent-Length: 4\r\n\r\nfail")
+            await writer.drain()
+
+    async def idle_408(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        # Later, while the connection is idle: a 408 (and the connection stays open).
+        await asyncio.sleep(0.05)
+        writer.write(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        await read_request(reader)  # a second request here would have been answered by 408
+        writer.write(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    c = client()
+    async with server(serve) as port:
+        origin = Origin("http", "127.0.0.1", port)
+        assert (await post(c, origin)).status == 204
+        # Every later request gets its own answer: the server's 500, never the stray 200.
+        assert [(await post(c, origin)).status for _ in range(3)] == [500, 500, 500]
+    async with server(idle_408) as port:
+        origin = Origin("http", "127.0.0.1", port)
+        assert (await post(c, origin)).status == 200
+        await asyncio.sleep(0.2)
+        # The idle connection holds the 408: it is dropped, and the request goes on a new
+        # connection (whose server answers 200 first).
+        assert (await post(c, origin)).status == 200
+    await c.aclose()

@@ -80,10 +80,13 @@ class _Connection:
     idle_since: float = field(default=0.0)
 
     def usable(self, now: float, expiry: float) -> bool:
+        # Bytes that arrived while it was idle (a 408 before a close, a stray answer) would
+        # be read as the next request's answer: such a connection is never reused.
         return (
             now - self.idle_since < expiry
             and not self.writer.is_closing()
             and not self.reader.at_eof()
+            and not _buffered(self.reader)
         )
 
     def close(self) -> None:
@@ -282,7 +285,17 @@ async def _read_answer(reader: asyncio.StreamReader) -> tuple[Answer, bool]:
         raise RemoteProtocolError("malformed chunked body") from None
     except OSError as exc:
         raise ReadError(str(exc) or type(exc).__name__) from None
-    return Answer(status, headers, body), keep and complete
+    # Anything the receiver sent past the end of this answer (a body after a 204, a
+    # Content-Length shorter than the body, a second answer) would become the answer of
+    # the next request on this connection — another delivery's, perhaps another
+    # organization's: a connection with bytes left over is closed, never reused.
+    return Answer(status, headers, body), keep and complete and not _buffered(reader)
+
+
+def _buffered(reader: asyncio.StreamReader) -> bool:
+    """Whether the reader holds bytes nobody has read yet (asyncio keeps them in
+    ``_buffer``; there is no public accessor)."""
+    return bool(getattr(reader, "_buffer", b""))
 
 
 def _parse_head(head: bytes) -> tuple[bytes, int, dict[bytes, bytes]]:
@@ -307,7 +320,10 @@ async def _read_body(
 ) -> tuple[bytes, bool]:
     """(the body, up to BODY_LIMIT; whether it was read to its end)."""
     if status in _NO_BODY:
-        return b"", True
+        # Such an answer has no body; one that announces one anyway is not trusted to
+        # have ended where it should.
+        framed = b"transfer-encoding" in headers or headers.get(b"content-length", b"0") != b"0"
+        return b"", not framed
     if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
         return await _read_chunked(reader)
     length = headers.get(b"content-length")

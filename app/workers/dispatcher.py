@@ -570,7 +570,7 @@ class Dispatcher:
         msg_id = webhook_id(job.event_id)
         try:
             url = _checked_target(job.url, self.config.allow_http)
-        except ValueError as exc:  # e.g. http, since disallowed
+        except (ValueError, httpx.InvalidURL) as exc:  # e.g. http, since disallowed
             result.error = f"URL refused: {exc}"
             return result
         try:

@@ -81,7 +81,7 @@ def test_retry_after_forms() -> None:
     assert parse_retry_after("120", NOW) == timedelta(seconds=120)
     assert parse_retry_after("Mon, 09 Mar 2026 09:10:00 GMT", NOW) == timedelta(minutes=10)
     assert parse_retry_after("Mon, 09 Mar 2026 08:00:00 GMT", NOW) == timedelta(0)
-    for junk in (None, "", "soon", "-5", "1.5", "Mon, 99 Foo 2026"):
+    for junk in (None, "", "soon", "-5", "1.5", "Mon, 99 Foo 2026", "²", "١٢٠"):
         assert parse_retry_after(junk, NOW) is None
 
 
