@@ -65,6 +65,35 @@ def read_settings(fd: int) -> object:
     return pickle.loads(_read_exactly(fd, size))  # our own supervisor wrote it
 
 
+def start_child() -> tuple[BinaryIO, object]:
+    """What every child of the supervisor does first: keep stdout as the control pipe
+    (for the "serving" line) and send whatever else is printed to stderr, so no stray
+    text reaches the pipe; read the settings from stdin; configure logging.
+    Returns (the control pipe, the settings)."""
+    from app.config import Settings
+    from app.observability import configure_logging
+
+    control = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    settings = read_settings(0)
+    assert isinstance(settings, Settings)
+    configure_logging(settings.log_level)
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+    return control, settings
+
+
+def watch_supervisor(loop: asyncio.AbstractEventLoop, gone: Callable[[], object]) -> None:
+    """Call ``gone`` on ``loop`` once stdin ends: the supervisor is gone, and this
+    process stops rather than outlive it."""
+
+    def watch() -> None:
+        while os.read(0, 4096):  # b"" at end of file
+            pass
+        loop.call_soon_threadsafe(gone)
+
+    threading.Thread(target=watch, name="sladesk-supervisor-watch", daemon=True).start()
+
+
 def _read_exactly(fd: int, size: int) -> bytes:
     data = b""
     while len(data) < size:
@@ -95,14 +124,7 @@ async def serve(settings: object, sock: socket.socket, control: BinaryIO) -> Non
     # stream tokens; ours logs paths only).
     config = uvicorn.Config(app, log_config=None, access_log=False, proxy_headers=True)
     server = Server(config, app)
-    loop = asyncio.get_running_loop()
-
-    def orphaned() -> None:
-        while os.read(0, 4096):  # b"" at end of file: the supervisor is gone
-            pass
-        loop.call_soon_threadsafe(server.handle_exit, signal.SIGTERM, None)
-
-    threading.Thread(target=orphaned, name="sladesk-supervisor-watch", daemon=True).start()
+    watch_supervisor(asyncio.get_running_loop(), lambda: server.handle_exit(signal.SIGTERM, None))
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     # uvicorn offers no "started" event; a short poll, as in the single-process serve.
     while not server.started and not serving.done():  # noqa: ASYNC110
@@ -120,17 +142,10 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def main() -> None:
     from app.config import Settings
-    from app.observability import configure_logging
 
     where = sys.argv[1]
-    # Our stdout is the supervisor's control pipe; keep it for the "serving" line and
-    # send whatever else is printed to stderr, so no stray text reaches the pipe.
-    control = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)
-    settings = read_settings(0)
+    control, settings = start_child()
     assert isinstance(settings, Settings)
-    configure_logging(settings.log_level)
-    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     # uvicorn re-raises the signal it stopped on after its graceful shutdown: a clean
     # exit (status 0) rather than death by signal, so the supervisor can tell them apart.
     signal.signal(signal.SIGTERM, _interrupt)

@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import sys
-import threading
-import warnings
 from typing import BinaryIO
 
-from app.api_process import SERVING, read_settings
+from app.api_process import SERVING, start_child, watch_supervisor
 
 
 async def run(settings: object, loops: list[str], control: BinaryIO) -> None:
@@ -36,13 +33,7 @@ async def run(settings: object, loops: list[str], control: BinaryIO) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-
-    def orphaned() -> None:
-        while os.read(0, 4096):  # b"" at end of file: the supervisor is gone
-            pass
-        loop.call_soon_threadsafe(stop.set)
-
-    threading.Thread(target=orphaned, name="sladesk-supervisor-watch", daemon=True).start()
+    watch_supervisor(loop, stop.set)
     engine = make_engine(settings.database_url.get_secret_value(), settings)
     try:
         async with running_workers(engine, settings, only=loops):
@@ -55,21 +46,13 @@ async def run(settings: object, loops: list[str], control: BinaryIO) -> None:
 
 
 def main() -> None:
-    from app.config import Settings
-    from app.observability import configure_logging
     from app.workers.runner import LOOPS
 
     loops = sys.argv[1:]
     known = {name for name, _ in LOOPS}
     if not loops or not set(loops) <= known:
         raise SystemExit(f"usage: python -m app.loop_process LOOP… (of {sorted(known)})")
-    # Our stdout is the supervisor's control pipe (as in app.api_process).
-    control = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)
-    settings = read_settings(0)
-    assert isinstance(settings, Settings)
-    configure_logging(settings.log_level)
-    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+    control, settings = start_child()
     try:
         asyncio.run(run(settings, loops, control))
     except Exception:

@@ -224,10 +224,10 @@ async def measure(engine: Any, repeat: int, plans: list[str] | None = None) -> N
             samples.append((time.perf_counter() - t0) * 1000)
         samples.sort()
         mix += samples
-        matches = await _matches(engine, principal, q)
-        p95 = samples[max(0, int(len(samples) * 0.95) - 1)]
         async with sessionmaker() as session:
             parsed = await search.parse(session, q)
+        matches = await _matches(engine, principal, parsed)
+        p95 = samples[max(0, int(len(samples) * 0.95) - 1)]
         stmt = tickets.list_statement(principal, now=_NOW, cursor=None, limit=50, q=parsed,
                                       sort=sort, **f)  # fmt: skip
         plan = await _plan(engine, stmt)
@@ -272,7 +272,7 @@ def _scans(node: dict[str, Any]) -> tuple[int, list[str]]:
     return rows, scans
 
 
-async def _matches(engine: Any, principal: Principal, q: str) -> int:
+async def _matches(engine: Any, principal: Principal, q: search.Parsed) -> int:
     found, _ = search.ticket_match(principal, q)
     stmt = select(func.count()).select_from(TicketSearch).where(found)
     if principal.is_customer:

@@ -241,13 +241,7 @@ async def test_two_api_processes_one_set_of_loops(db: AsyncEngine, database_url:
     assert "admin API key" not in printed  # the bootstrap key was given
 
     # One breach, fired once, delivered once.
-    [request] = receiver.on("/hook")
-    payload = Webhook(secret).verify(request.body, request.headers)
-    assert payload["data"]["ticket"]["id"] == late["id"]
-    async with db.connect() as conn:
-        firings = await conn.scalar(text("SELECT count(*) FROM sla_firings"))
-        attempts = await conn.scalar(text("SELECT count(*) FROM webhook_attempts"))
-    assert (firings, attempts) == (1, 1)
+    await _one_breach_delivered_once(db, receiver, secret, late["id"])
 
 
 async def test_the_dispatcher_in_processes_of_its_own_delivers_once_signed(
@@ -312,13 +306,7 @@ async def test_the_dispatcher_in_processes_of_its_own_delivers_once_signed(
     assert f"webhook process (pid {loop_pids[0]}) exited with status -9" in err.decode()
     _, alive = psutil.wait_procs(descendants, timeout=30)
     assert alive == [], f"left running after SIGTERM: {alive}"
-    [request] = receiver.on("/hook")
-    payload = Webhook(secret).verify(request.body, request.headers)
-    assert payload["data"]["ticket"]["id"] == late["id"]
-    async with db.connect() as conn:
-        firings = await conn.scalar(text("SELECT count(*) FROM sla_firings"))
-        attempts = await conn.scalar(text("SELECT count(*) FROM webhook_attempts"))
-    assert (firings, attempts) == (1, 1)
+    await _one_breach_delivered_once(db, receiver, secret, late["id"])
 
 
 async def test_a_dead_api_process_is_replaced(db: AsyncEngine, database_url: str) -> None:
@@ -413,3 +401,16 @@ async def test_without_reuse_port_the_processes_share_the_supervisors_socket(
         sock.close()
     assert code == 0
     assert all(not psutil.pid_exists(pid) for pid in api_pids)
+
+
+async def _one_breach_delivered_once(
+    db: AsyncEngine, receiver: Any, secret: str, ticket_id: str
+) -> None:
+    """The ticket's breach fired once and was delivered once, signed."""
+    [request] = receiver.on("/hook")
+    payload = Webhook(secret).verify(request.body, request.headers)
+    assert payload["data"]["ticket"]["id"] == ticket_id
+    async with db.connect() as conn:
+        firings = await conn.scalar(text("SELECT count(*) FROM sla_firings"))
+        attempts = await conn.scalar(text("SELECT count(*) FROM webhook_attempts"))
+    assert (firings, attempts) == (1, 1)

@@ -5,9 +5,7 @@ from netguard (the checked address, TLS host name verification)."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import ssl
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -180,20 +178,6 @@ async def test_failures_are_named() -> None:
     refusing = client(allow_private=False)
     with pytest.raises(AddressRefused, match="loopback"):
         await post(refusing, Origin("http", "localhost", port))
-
-
-@pytest.fixture
-def localhost_cert(tmp_path: Path) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
 
 
 async def test_https_connects_to_the_checked_address_and_verifies_the_host_name(

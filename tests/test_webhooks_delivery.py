@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import ssl
-import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -430,21 +428,6 @@ async def test_the_registered_worker_loop_delivers(
         await eventually(lambda: all_settled(db, 1), what="delivered by the worker loop")
     [request] = receiver.requests
     assert Webhook(sub["secret"]).verify(request.body, request.headers)["data"]["n"] == 1
-
-
-@pytest.fixture
-def localhost_cert(tmp_path: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for `localhost` (certificate, key)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
 
 
 async def test_https_connects_to_the_checked_address_and_verifies_the_host_name(

@@ -97,16 +97,10 @@ def _literal(tsquery: str) -> ColumnElement[Any]:
     return literal_column(f"{tag}{tsquery}{tag}::tsquery")
 
 
-def _queries(q: str | Parsed) -> list[tuple[list[str], ColumnElement[Any]]]:
-    """(configurations, tsquery) pairs to match. From a parsed query, configurations with
-    the same tsquery share one pair, and a configuration whose tsquery is empty has none
-    (an empty tsquery matches nothing); from raw text, one per configuration, parsed by
-    the database."""
-    if isinstance(q, str):
-        return [
-            ([name], func.websearch_to_tsquery(_config(name), bindparam("q", q, unique=True)))
-            for name in SEARCH_CONFIGS
-        ]
+def _queries(q: Parsed) -> list[tuple[list[str], ColumnElement[Any]]]:
+    """(configurations, tsquery) pairs to match: configurations with the same tsquery
+    share one pair, and a configuration whose tsquery is empty has none (an empty
+    tsquery matches nothing)."""
     shared: dict[str, list[str]] = {}
     for name in SEARCH_CONFIGS:
         if q[name]:
@@ -115,11 +109,10 @@ def _queries(q: str | Parsed) -> list[tuple[list[str], ColumnElement[Any]]]:
 
 
 def ticket_match(
-    principal: Principal, q: str | Parsed, rows: Any = TicketSearch
+    principal: Principal, q: Parsed, rows: Any = TicketSearch
 ) -> tuple[ColumnElement[bool], ColumnElement[float]]:
     """The condition on ``ticket_search`` rows (``rows``: the table or an alias) matching
-    ``q`` (text, or as :func:`parse` gave it) for this key, and their rank (higher is
-    better)."""
+    ``q`` (as :func:`parse` gave it) for this key, and their rank (higher is better)."""
     staff = principal.is_staff
     conditions = []
     ranks = []
@@ -139,7 +132,7 @@ def ticket_match(
 
 def ranked_tickets(
     principal: Principal,
-    q: str | Parsed,
+    q: Parsed,
     *,
     organizations: set[uuid.UUID | None],
     statuses: Sequence[str] = (),

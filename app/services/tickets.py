@@ -569,12 +569,12 @@ def list_statement(
     tier: int | None = None,
     breached: bool | None = None,
     due_before: datetime | None = None,
-    q: str | search.Parsed | None = None,
+    q: search.Parsed | None = None,
     sort: str = "-received_at",
 ) -> Select[Any]:
     """The page query of `GET /v1/tickets` (limit + 1 rows, keyset on the sort). Rows are
-    tickets, or (ticket, rank) with ``sort="relevance"`` (which needs ``q``: its text, or
-    as :func:`search.parse` gave it)."""
+    tickets, or (ticket, rank) with ``sort="relevance"`` (which needs ``q``, as
+    :func:`search.parse` gave it)."""
     organizations = {organization_id}
     if principal.is_customer:
         organizations.add(principal.organization_id)
