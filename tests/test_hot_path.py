@@ -56,6 +56,10 @@ async def test_intake_reads_nothing_back_and_costs_a_handful_of_statements(
         return [{k: c[k] for k in stable} for c in clocks]
 
     assert fixed(created.data["sla"]) == fixed(read["sla"]) == fixed(ticket["sla"])
+    # The event is the answer's public part, read at the same instant (the ticket is read
+    # once for both): never a key's own parts (allowed actions, the override reason).
+    public = {k: v for k, v in ticket.items() if k not in ("allowed_actions", "override_reason")}
+    assert {**created.data["ticket"], "sla": created.data["sla"]} == public
     # Nothing written is read back: no SELECT of clocks, firings or calendars (the
     # decision loaded the calendar with the plan).
     reads = [s for s in statements if s.startswith("SELECT")]
@@ -138,6 +142,73 @@ def test_remembered_default_factory_answers_are_pydantics() -> None:
         b: int = Field(default_factory=lambda data: data["a"] + 1)
 
     assert Derived(a=1).b == 2 and Derived(a=5).b == 6
+
+
+def test_a_built_row_is_the_row_the_constructor_makes() -> None:
+    import uuid
+    from datetime import UTC, datetime
+
+    import pytest
+    from sqlalchemy import inspect
+
+    from app.models.build import build
+    from app.models.outbox import OutboxEvent
+    from app.models.tickets import IdempotencyKey, SlaClock, Ticket, TicketEvent
+
+    now = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+    given = {
+        Ticket: dict(
+            organization_id=uuid.uuid4(),
+            contact_id=uuid.uuid4(),
+            channel="email",
+            severity="high",
+            category="technical",
+            subject="VPN",
+            description="drops",
+            status="new",
+            entitled=True,
+            entitlement_reasons=[],
+            received_at=now,
+            last_event_at=now,
+        ),
+        SlaClock: dict(
+            ticket_id=uuid.uuid4(),
+            metric="first_response",
+            target={"minutes": 60},
+            kind="business",
+            started_at=now,
+            changed_at=now,
+        ),
+        TicketEvent: dict(
+            ticket_id=uuid.uuid4(), kind="created", public=True, actor={}, occurred_at=now
+        ),
+        OutboxEvent: dict(type="ticket.created", occurred_at=now, data={"a": [1]}),
+        IdempotencyKey: dict(
+            api_key_id=uuid.uuid4(), key="k", request_hash="h", ticket_id=uuid.uuid4()
+        ),
+    }
+    for model, values in given.items():
+        made, built = model(**values), build(model, **values)
+        # What default factories make (ids, instants of now) differs between two calls.
+        fresh = {
+            name
+            for name, field in model.model_fields.items()
+            if field.default_factory is not None and name not in values
+        }
+        assert made.model_dump(exclude=fresh) == built.model_dump(exclude=fresh), model
+        assert set(made.__dict__) == set(built.__dict__), model
+        assert made.__pydantic_fields_set__ == built.__pydantic_fields_set__, model
+        assert all(getattr(built, name) is not None for name in fresh), model
+        assert inspect(built).transient
+    # Two rows never share a mutable default, and a later change is tracked as usual.
+    one, two = build(SlaClock, **given[SlaClock]), build(SlaClock, **given[SlaClock])
+    assert one.id != two.id
+    one.thresholds.append({"at": 50})
+    assert two.thresholds == []
+    one.metric = "resolution"
+    assert inspect(one).attrs.metric.history.added == ["resolution"]
+    with pytest.raises(TypeError, match="no field"):
+        build(Ticket, **given[Ticket], colour="red")
 
 
 async def test_an_actions_answer_is_what_a_read_shows(admin: httpx.AsyncClient) -> None:

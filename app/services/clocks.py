@@ -27,6 +27,7 @@ from app.domain import sla
 from app.domain.calendar import Calendar
 from app.domain.sla import BusinessTime, Clock, Crossing, Threshold, ThresholdKind
 from app.domain.vocab import Category, Channel, ClockKind, Metric, Severity
+from app.models.build import build
 from app.models.calendar import CalendarRow, CalendarVersion
 from app.models.tickets import SlaClock, SlaFiring, Ticket
 from app.services import compiled
@@ -216,7 +217,8 @@ def new_row(
 ) -> tuple[SlaClock, Clock]:
     """A clock started at the ticket's receipt; :func:`store` fills the rest of the row."""
     clock = sla.start_clock(target, ticket.received_at)
-    row = SlaClock(
+    row = build(
+        SlaClock,
         ticket_id=ticket.id,
         metric=target.metric.value,
         target=target_json,

@@ -19,6 +19,7 @@ from sqlmodel import col
 from app.domain import lifecycle, sla
 from app.domain.vocab import Metric, TicketStatus
 from app.errors import Conflict, EntitlementDenied, Forbidden, NotFound, invalid_field
+from app.models.build import build
 from app.models.directory import Contact, Organization
 from app.models.outbox import OutboxEvent
 from app.models.tickets import IdempotencyKey, SlaClock, Ticket
@@ -108,7 +109,8 @@ async def create_ticket(
     terms = TicketTerms.from_snapshot(snapshot) if snapshot else None
 
     # No number: the column's default (the sequence) gives it, and the INSERT returns it.
-    ticket = Ticket(  # type: ignore[call-arg]
+    ticket = build(
+        Ticket,
         organization_id=organization.id,
         contact_id=contact.id,
         channel=data.channel.value,
@@ -158,6 +160,9 @@ async def create_ticket(
     # the idempotency record, and the NOTIFYs.
     rows.sort(key=lambda r: r.metric)
     context = tickets.PayloadContext(rows={ticket.id: rows}, cals=cals, fired={})
+    # The answer, read at now (never before the receipt): the event's payload is its
+    # public part, so the ticket is read once.
+    view = tickets.ticket_read(ticket, rows, cals, now, principal, context.fired)
     event = await tickets.record(
         session,
         ticket,
@@ -177,16 +182,17 @@ async def create_ticket(
         },
         outbox_type="ticket.created",
         context=context,
+        view=view,
     )
     # record() added the timeline and outbox events to the session: they go in below,
     # not with a flush.
     made = [event, *(o for o in session.new if isinstance(o, OutboxEvent))]
     for new in made:
         session.expunge(new)
-    view = tickets.ticket_read(ticket, rows, cals, now, principal, context.fired)
     if idempotency_key is not None:
         made.append(
-            IdempotencyKey(
+            build(
+                IdempotencyKey,
                 api_key_id=principal.key_id,
                 key=idempotency_key,
                 request_hash=_request_hash(data),

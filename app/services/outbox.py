@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.events import CATALOGUE
+from app.models.build import build
 from app.models.outbox import OutboxEvent
 
 # NOTIFY is transactional: listeners hear it only once the change has committed.
@@ -32,7 +33,8 @@ async def emit(
     if type_ not in CATALOGUE:
         # Subscribers choose from the catalogue: an event outside it would be invisible.
         raise ValueError(f"event type {type_!r} is not in app.events.CATALOGUE")
-    event = OutboxEvent(
+    event = build(
+        OutboxEvent,
         type=type_,
         occurred_at=occurred_at,
         data=data,

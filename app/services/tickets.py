@@ -22,6 +22,7 @@ from app.domain import lifecycle, sla
 from app.domain.lifecycle import Action, CloseReason
 from app.domain.vocab import Metric, TicketStatus
 from app.errors import NotFound, PreconditionFailed, if_match_unquoted, unquoted_etags
+from app.models.build import build
 from app.models.calendar import CalendarRow
 from app.models.search import TicketSearch
 from app.models.tickets import SlaClock, SlaFiring, Ticket, TicketEvent
@@ -416,11 +417,15 @@ async def event_payload(
     now: datetime,
     *,
     context: PayloadContext | None = None,
+    view: TicketRead | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """The outbox/webhook ``data`` of a ticket event: the ticket with its SLA clocks."""
-    ctx = context or await payload_context(session, [ticket.id])
-    view = ticket_read(ticket, ctx.rows.get(ticket.id, []), ctx.cals, now, None, ctx.fired)
+    """The outbox/webhook ``data`` of a ticket event: the ticket with its SLA clocks.
+    ``view``: the ticket already read at ``now`` (by any key: the parts a key changes are
+    not in the payload), so it is not read twice."""
+    if view is None:
+        ctx = context or await payload_context(session, [ticket.id])
+        view = ticket_read(ticket, ctx.rows.get(ticket.id, []), ctx.cals, now, None, ctx.fired)
     payload = view.model_dump(mode="json", exclude={"allowed_actions", "override_reason"})
     sla_entries = payload.pop("sla")
     return {"ticket": payload, "sla": sla_entries, **extra}
@@ -435,6 +440,7 @@ async def emit(
     now: datetime,
     context: PayloadContext | None = None,
     ticket_event_id: uuid.UUID | None = None,
+    view: TicketRead | None = None,
     **extra: Any,
 ) -> None:
     """An outbox event about the ticket: its current state, clocks read at the event
@@ -442,7 +448,9 @@ async def emit(
 
     With a ``context`` (a batch), nothing is read or written here: the event is added to
     the session, and the caller flushes and calls ``outbox.notify`` once."""
-    payload = await event_payload(session, ticket, max(now, occurred_at), context=context, **extra)
+    payload = await event_payload(
+        session, ticket, max(now, occurred_at), context=context, view=view, **extra
+    )
     await outbox.emit(
         session,
         type_,
@@ -469,13 +477,16 @@ async def record(
     outbox_type: str | None = None,
     context: PayloadContext | None = None,
     actor: dict[str, Any] | None = None,
+    view: TicketRead | None = None,
 ) -> TicketEvent:
     """Write one timeline event and (optionally) its outbox event, in this transaction.
-    ``actor`` (default: the principal's) says who acted.
+    ``actor`` (default: the principal's) says who acted; ``view``: see ``event_payload``
+    (read at ``max(now, occurred_at)``).
 
     With a ``context`` (see ``emit``) both are only added to the session."""
     actor = actor or actor_of(principal)
-    event = TicketEvent(
+    event = build(
+        TicketEvent,
         ticket_id=ticket.id,
         kind=kind,
         public=public,
@@ -499,6 +510,7 @@ async def record(
             now=now,
             context=context,
             ticket_event_id=event.id,
+            view=view,
             event={**event_data, **(data or {})},
         )
     return event

@@ -32,6 +32,7 @@ from app.domain.entitlement import Billing, UnrequestedAfterHours
 from app.domain.lifecycle import FUTURE_TOLERANCE, Action
 from app.errors import AfterHoursNotAllowed, AfterHoursNotRequested, field_error, invalid_field
 from app.models.billing import Worklog
+from app.models.build import build
 from app.models.directory import Agent
 from app.models.tickets import Ticket
 from app.pagination import keyset, page_of
@@ -155,7 +156,8 @@ async def _write(
             after_hours_unrequested=UnrequestedAfterHours.BUSINESS_RATE,
         )
     )
-    row = Worklog(
+    row = build(
+        Worklog,
         ticket_id=ticket.id,
         organization_id=ticket.organization_id,
         contract_id=ticket.contract_id,
