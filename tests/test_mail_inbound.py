@@ -5,7 +5,7 @@ and what is no ticket kept, listed and answered only when that is safe."""
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -29,7 +29,7 @@ from tests.mail_harness import (
     until,
 )
 from tests.ticket_factories import Desk, act, make_desk
-from tests.webhook_harness import rows
+from tests.webhook_harness import execute, rows
 
 RFC822 = {"Content-Type": "message/rfc822"}
 
@@ -472,6 +472,56 @@ async def test_a_bounce_fails_the_message_and_notes_the_ticket(
     ]
     assert len(notes) == 1 and not notes[0]["public"] and "bounced" in notes[0]["body"]
     assert len(relay.received) == 1  # no answer to a bounce
+
+
+async def test_a_bounce_that_comes_back_before_the_send_is_recorded_stays(
+    db: AsyncEngine, admin: httpx.AsyncClient, settings: Settings, relay: Relay
+) -> None:
+    # A relay may bounce a message at once, and a busy sender records the relay's
+    # acceptance a moment later: that late "sent" must not undo the bounce (CI saw it).
+    import uuid
+
+    from app.workers.mail_sender import Job, Result
+
+    desk = await _desk(admin)
+    config = mail_settings(settings, smtp_url=relay.url)
+    async with listening(db, config) as port, sending(db, config) as sender:
+        await smtp_send(port, message(desk.contact["email"], "Help", "x"))
+        ticket = (await admin.get("/v1/tickets")).json()["items"][0]
+        await act(admin, ticket["id"], "reply", body="On it.")
+        [ours] = await relay.wait_for(1)
+        await until(lambda: _outbound_status(admin, "sent"))
+        # Back to the moment the relay had accepted it and the sender had not said so.
+        token = uuid.uuid4()
+        await execute(
+            db,
+            "UPDATE mail_outbound SET status = 'pending', sent_at = NULL,"
+            " lease_token = :t, locked_until = now() + interval '1 minute'"
+            " WHERE message_id = :m",
+            t=token,
+            m=ours["Message-ID"],
+        )
+        [row] = await rows(
+            db,
+            "SELECT id, from_address, to_address FROM mail_outbound WHERE lease_token = :t",
+            t=token,
+        )
+        await smtp_send(port, _dsn(ours["Message-ID"], desk.contact["email"]), mail_from="<>")
+        await until(lambda: _outbound_status(admin, "failed"))
+        job = Job(row.id, token, False, row.from_address, row.to_address, b"")
+        await sender._record(job, Result(attempt_id=uuid.uuid4(), started_at=datetime.now(UTC)))
+    [sent] = (await admin.get("/v1/mail/outbound")).json()["items"]
+    assert (sent["status"], sent["reason"]) == ("failed", "bounced")
+    [recorded] = await rows(
+        db, "SELECT attempt_count, lease_token FROM mail_outbound WHERE id = :i", i=row.id
+    )
+    # The attempt is still recorded (its count moved on) and the lease is given back.
+    assert recorded.attempt_count == 2 and recorded.lease_token is None
+
+
+async def _outbound_status(admin: httpx.AsyncClient, status: str) -> bool:
+    items = (await admin.get("/v1/mail/outbound")).json()["items"]
+    return bool(items) and items[0]["status"] == status
 
 
 def _dsn(original_id: str, recipient: str) -> bytes:

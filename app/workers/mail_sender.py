@@ -451,6 +451,11 @@ class MailSender:
             row.locked_until = None
             row.lease_token = None
             row.resend_requested_at = None
+            if row.reason == "bounced":
+                # Its delivery failure came back before this acceptance was recorded (a
+                # relay that bounces at once; a busy sender): the bounce is the later news
+                # and stays, with its ticket's note. A resend clears it.
+                return
             if result.sent:
                 row.status, row.sent_at, row.next_attempt_at, row.reason = "sent", now, None, None
             else:
