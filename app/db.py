@@ -32,6 +32,7 @@ from sqlalchemy.util import await_
 
 from app import dburl
 from app.config import Settings
+from app.errors import LOST_AT_COMMIT, DatabaseConnectionLost, connection_lost
 from app.pagination import CURSOR_SECRET, cursor_key
 
 logger = logging.getLogger("sladesk.db")
@@ -213,10 +214,20 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         try:
             yield session
         except BaseException:
+            # A connection lost mid-request (app.errors.connection_lost: a 503) took its
+            # transaction with it: the server rolls back the transaction of a connection
+            # that ends, so nothing the request wrote before is committed. This rollback
+            # then only drops SQLAlchemy's side (the pool discards the dead connection).
             await session.rollback()
             raise
-        else:
+        try:
             await session.commit()
+        except exc.DBAPIError as error:
+            if connection_lost(error):
+                # Lost during COMMIT: committed whole or not at all, the client cannot
+                # know which (the answer says so rather than "retry").
+                raise DatabaseConnectionLost(LOST_AT_COMMIT) from error
+            raise
 
 
 # scope="function": the commit happens before the response is sent, so a client never

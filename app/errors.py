@@ -2,7 +2,8 @@
 
 Services raise subclasses of :class:`AppError`; they carry the HTTP status and a stable
 problem ``type``. Framework errors (validation, unknown route, wrong method) are mapped
-here too, so that every 4xx a client sees has the same shape.
+here too, so that every 4xx a client sees has the same shape, and so is a database
+connection lost under a request (:func:`connection_lost`: a 503 to retry, not a 500).
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import logging
 import re
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_BASE = "https://sladesk.dev/problems/"
@@ -164,6 +167,68 @@ class ServiceUnavailable(AppError):
     status, slug, title = 503, "service-unavailable", "Service unavailable"
 
 
+class DatabaseConnectionLost(ServiceUnavailable):
+    """The request's database connection ended under it: a server restart, a failover, an
+    administrator's ``pg_terminate_backend``.
+
+    Nothing of the request is half-done: PostgreSQL rolls back the open transaction of a
+    connection that ends, so a request that lost its connection before COMMIT saved
+    nothing (the default ``detail``). Only a connection lost during COMMIT itself leaves
+    the client not knowing whether it committed, all or nothing
+    (:data:`LOST_AT_COMMIT`, raised by ``app.db.get_session``). The pool drops the dead
+    connection: a retry gets a new one."""
+
+    slug, title = "database-connection-lost", "The database connection was lost"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 1, **extra: Any) -> None:
+        super().__init__(
+            detail
+            or "The database connection was lost during this request (a database restart or "
+            f"failover); nothing of it was saved. Retry it in {retry_after} s (Retry-After).",
+            **extra,
+        )
+        self.headers["Retry-After"] = str(retry_after)
+
+
+LOST_AT_COMMIT = (
+    "The database connection was lost while this request's changes were being committed: "
+    "they were saved entirely or not at all. Read the resource to see which before retrying "
+    "(a ticket intake retried with its Idempotency-Key is always safe)."
+)
+
+# What asyncpg raises when the server ended the session: the connection is gone
+# (08003, "connection was closed in the middle of operation"), or the server says it is
+# ending it (57P01 pg_terminate_backend or a shutdown, 57P02 a crash). Not 57014
+# (query_canceled: a statement timeout or a cancel), whose connection lives on.
+_SERVER_ENDED = (
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
+
+
+def connection_lost(error: BaseException) -> bool:
+    """Whether ``error`` says the database connection died, as opposed to a statement
+    failing on a live one (a constraint, a timeout, a bug: those stay what they are).
+
+    SQLAlchemy says so with ``connection_invalidated``; the driver's own error is what it
+    wraps (``raise … from``), or arrives raw from code that talks to asyncpg directly.
+    Only the ``__cause__`` chain counts, never ``__context__``: an error raised while
+    *handling* a lost connection is not one."""
+    seen: BaseException | None = error
+    for _ in range(8):  # a chain is a few links: DBAPIError <- adapter <- asyncpg <- FATAL
+        if seen is None:
+            return False
+        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
+            return True
+        if isinstance(seen, _SERVER_ENDED):
+            return True
+        if isinstance(seen, asyncpg.InterfaceError) and "connection is closed" in str(seen):
+            return True  # asyncpg on a connection it already knows is closed
+        seen = seen.__cause__
+    return False
+
+
 def field_error(field: str, message: str, kind: str = "invalid") -> dict[str, Any]:
     """One entry of a validation problem's ``errors`` list."""
     return {"field": field, "message": message, "type": kind}
@@ -285,6 +350,22 @@ def install_error_handlers(app: FastAPI) -> None:
             error.status, error.slug, error.title = exc.status_code, "http-error", "HTTP error"
         return problem_response(error, request)
 
+    async def on_database_error(request: Request, exc: Exception) -> JSONResponse:
+        if not connection_lost(exc):
+            # A statement that failed on a live connection is a bug (or a timeout): it goes
+            # on to on_unexpected, a logged 500, exactly as if this handler did not exist.
+            raise exc
+        root: BaseException = exc
+        while root.__cause__ is not None:
+            root = root.__cause__
+        logger.warning(
+            "database connection lost during the request: %s: %s",
+            type(root).__name__,
+            root,
+            extra={"path": request.url.path},
+        )
+        return problem_response(DatabaseConnectionLost(), request)
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error", extra={"path": request.url.path})
         return problem_response(AppError("An unexpected error occurred; it was logged."), request)
@@ -292,4 +373,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, on_app_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    # Every database error passes here first; only a lost connection stops (a 503).
+    for database_error in (DBAPIError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        app.add_exception_handler(database_error, on_database_error)
     app.add_exception_handler(Exception, on_unexpected)

@@ -2,7 +2,9 @@
 
 Every ``/v1`` operation can answer 401 and 403, every operation 422 (an unknown query
 parameter is one); every operation with a body can answer 400 (malformed JSON), 413 (too
-large) and 415 (a Content-Type it does not take). Routes declare only their own (404, 409…).
+large) and 415 (a Content-Type it does not take); every operation that takes an API key
+(looked up in the database) can answer 503 when the database connection is lost under it
+(app.errors.DatabaseConnectionLost). Routes declare only their own (404, 409…).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from app.schemas.common import problems
 _V1 = (401, 403)
 _EVERY = (422,)
 _WITH_BODY = (400, 413, 415)
+_WITH_DATABASE = (503,)
 
 
 def install_openapi(app: FastAPI) -> None:
@@ -32,13 +35,17 @@ def install_openapi(app: FastAPI) -> None:
             webhooks=app.webhooks.routes,
             tags=app.openapi_tags,
         )
-        shared = {str(k): v for k, v in problems(*_V1, *_EVERY, *_WITH_BODY).items()}
+        shared = {
+            str(k): v for k, v in problems(*_V1, *_EVERY, *_WITH_BODY, *_WITH_DATABASE).items()
+        }
         for path, operations in schema.get("paths", {}).items():
             for operation in operations.values():
                 responses = operation.setdefault("responses", {})
                 statuses = [*(_V1 if path.startswith("/v1") else ()), *_EVERY]
                 if "requestBody" in operation:
                     statuses += list(_WITH_BODY)
+                if "security" in operation:  # its key is looked up in the database
+                    statuses += list(_WITH_DATABASE)
                 for status in statuses:
                     responses.setdefault(str(status), shared[str(status)])
                 if "422" in responses:  # FastAPI's own 422 model is not what we send

@@ -421,6 +421,20 @@ _DESCRIPTIONS = {
     415: "The body's Content-Type is not one this operation accepts",
     422: "The request is not valid; `errors` lists each bad field",
     429: "Too many at once for this key; retry after `Retry-After` seconds",
+    503: (
+        "The database connection was lost during the request (a database restart or "
+        "failover): `database-connection-lost`; retry after `Retry-After` seconds"
+    ),
+}
+
+# Headers a problem answer carries, documented with it.
+_HEADERS: dict[int, dict[str, Any]] = {
+    503: {
+        "Retry-After": {
+            "description": "Seconds to wait before retrying",
+            "schema": {"type": "integer", "minimum": 0},
+        }
+    },
 }
 
 
@@ -429,6 +443,7 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {
         status: {
             "description": _DESCRIPTIONS.get(status, "Error"),
+            **({"headers": _HEADERS[status]} if status in _HEADERS else {}),
             "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }
         for status in statuses

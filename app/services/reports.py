@@ -39,7 +39,7 @@ from app.domain import replay as replaying
 from app.domain.entitlement import coverage_of
 from app.domain.replay import ReplayTerms, TicketFacts, TimelineEvent
 from app.domain.vocab import Category, Channel, Metric, Severity
-from app.errors import NotFound, ValidationFailed, field_error, invalid_field
+from app.errors import NotFound, ValidationFailed, connection_lost, field_error, invalid_field
 from app.models import Organization
 from app.models.calendar import CalendarRow
 from app.schemas.plans import PlanCreate
@@ -197,7 +197,9 @@ async def _scope(
         try:
             async with session.begin_nested():
                 await session.execute(text("SELECT now() AT TIME ZONE :tz"), {"tz": tz})
-        except DBAPIError:
+        except DBAPIError as error:
+            if connection_lost(error):
+                raise  # not the zone's fault: a 503 (app.errors)
             raise invalid_field(f"{prefix}.tz", "time zone unknown to the database") from None
     if principal.is_customer:
         if organization_id is not None and organization_id != principal.organization_id:
