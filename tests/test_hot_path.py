@@ -232,3 +232,76 @@ async def test_an_actions_answer_is_what_a_read_shows(admin: httpx.AsyncClient) 
     noted = await act(admin, ticket["id"], "note", body="Checked the logs.")
     read = (await admin.get(f"/v1/tickets/{ticket['id']}")).json()
     assert [c["due_local"] for c in noted["sla"]] == [c["due_local"] for c in read["sla"]]
+
+
+async def test_the_timer_sleeps_through_intake_whose_clocks_come_later(
+    db: AsyncEngine, admin: httpx.AsyncClient
+) -> None:
+    # Under a burst of intake the timer ran a whole round (8 statements) per ticket and
+    # found nothing due: an intake's NOTIFY now says when its clocks are first checked,
+    # and a timer already sleeping until then stays asleep. Anything earlier wakes it.
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    from app.workers.escalation import TimerConfig, TimerLoop
+    from tests.webhook_harness import eventually, scalar
+
+    loop = TimerLoop(db, TimerConfig(safety_recheck=600))
+    heard: list[tuple[str, bool]] = []
+    notified = loop.notified
+
+    def spy(payload: str) -> None:
+        notified(payload)
+        heard.append((payload, loop._wake.is_set()))
+
+    loop.notified = spy  # type: ignore[method-assign]
+    desk = await make_desk(admin, targets=[target("first_response", 60, clock="24x7")])
+    stop = asyncio.Event()
+    task = asyncio.create_task(loop.run(stop))
+    try:
+        await eventually(
+            lambda: (
+                loop.listening.is_set()
+                and loop._asleep_until is not None
+                and not loop._wake.is_set()
+            ),
+            what="the timer asleep",
+        )
+        asleep_until = loop._asleep_until
+        assert asleep_until is not None
+        later = await open_ticket(admin, desk)
+        await eventually(lambda: len(heard) == 1, what="the first NOTIFY")
+        [(payload, woken)] = heard
+        first_check = await scalar(
+            db, "SELECT min(next_check_at) FROM sla_clocks WHERE ticket_id = :t", t=later["id"]
+        )
+        assert datetime.fromisoformat(payload) == first_check > asleep_until
+        assert not woken and loop._asleep_until == asleep_until
+        # A ticket whose breach is already behind it wakes the timer, which fires it.
+        overdue = await open_ticket(
+            admin, desk, received_at=(datetime.now(UTC) - timedelta(hours=3)).isoformat()
+        )
+        await eventually(lambda: len(heard) == 2, what="the second NOTIFY")
+        assert heard[1][1], "an earlier instant wakes the timer"
+        await eventually(
+            lambda: scalar(
+                db,
+                "SELECT count(*) FROM sla_firings f JOIN sla_clocks c ON c.id = f.clock_id"
+                " WHERE c.ticket_id = :t AND f.key = 'breach'",
+                t=overdue["id"],
+            ),
+            what="the overdue ticket's breach fired",
+        )
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    # Any other payload (an action's wake, a garbled one) wakes it, asleep or not.
+    for payload in ("", "not an instant", "2026-03-02T09:00:00"):
+        loop._wake.clear()
+        loop._asleep_until = datetime.now(UTC) - timedelta(days=1)
+        loop.notified(payload)
+        assert loop._wake.is_set(), payload
+    loop._wake.clear()
+    loop._asleep_until = None  # in a round: every notification wakes it
+    loop.notified((datetime.now(UTC) + timedelta(days=1)).isoformat())
+    assert loop._wake.is_set()

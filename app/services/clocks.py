@@ -292,6 +292,25 @@ async def notify_timers(session: AsyncSession) -> None:
     await session.execute(text(f"NOTIFY {TIMER_CHANNEL}"))
 
 
+def timer_hint(rows: Iterable[SlaClock]) -> tuple[str, str] | None:
+    """The NOTIFY for new clocks (None: none of them is ever checked), with the earliest
+    instant they need the timer at as its payload. A timer already sleeping until that
+    instant or an earlier one needs no round for them (workers/escalation.py): under a
+    burst of intake it would otherwise run a whole round per ticket, and find nothing
+    due. Other notifications carry no payload and always wake it."""
+    checks = [r.next_check_at for r in rows if r.next_check_at is not None]
+    return (TIMER_CHANNEL, min(checks).isoformat()) if checks else None
+
+
+def hinted_instant(payload: str) -> datetime | None:
+    """The instant of a :func:`timer_hint` payload; None for any other payload."""
+    try:
+        instant = datetime.fromisoformat(payload) if payload else None
+    except ValueError:
+        return None
+    return instant if instant is not None and instant.tzinfo is not None else None
+
+
 def next_due(rows: Iterable[SlaClock]) -> datetime | None:
     dues = [r.due_at for r in rows if r.due_at is not None]
     return min(dues) if dues else None

@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import BindParameter, Column, Table, bindparam, text
+from sqlalchemy import BindParameter, Column, Table, Text, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import TextClause
 from sqlmodel import SQLModel
@@ -45,7 +45,9 @@ _CHANNEL = re.compile(r"^[a-z_]+$")
 
 
 @functools.lru_cache(maxsize=64)
-def _statement(shape: tuple[tuple[Table, int], ...], notify: tuple[str, ...]) -> TextClause:
+def _statement(
+    shape: tuple[tuple[Table, int], ...], notify: tuple[tuple[str, bool], ...]
+) -> TextClause:
     # Text, not Core's insert().values(...).cte(): SQLAlchemy cannot cache a statement
     # of DML CTEs and compiled it on every request. The bound parameters keep their
     # columns' types (JSONB serialized as the ORM would).
@@ -60,17 +62,28 @@ def _statement(shape: tuple[tuple[Table, int], ...], notify: tuple[str, ...]) ->
             binds.extend(row)
             rows.append("(" + ", ".join(f":{b.key}" for b in row) + ")")
         ctes.append(f'new_{n} AS (INSERT INTO "{table.name}" ({names}) VALUES {", ".join(rows)})')
-    assert all(_CHANNEL.match(c) for c in notify), notify  # our own channel names
-    selected = ", ".join(f"pg_notify('{c}', '')" for c in notify) or "1"
+    assert all(_CHANNEL.match(c) for c, _ in notify), notify  # our own channel names
+    calls = []
+    for i, (channel, with_payload) in enumerate(notify):
+        if with_payload:
+            binds.append(bindparam(f"notify_{i}", type_=Text()))
+            calls.append(f"pg_notify('{channel}', :notify_{i})")
+        else:
+            calls.append(f"pg_notify('{channel}', '')")
+    selected = ", ".join(calls) or "1"
     return text(f"WITH {', '.join(ctes)} SELECT {selected}").bindparams(*binds)
 
 
 async def insert_all(
-    session: AsyncSession, rows: Sequence[SQLModel], *, notify: Sequence[str] = ()
+    session: AsyncSession,
+    rows: Sequence[SQLModel],
+    *,
+    notify: Sequence[str | tuple[str, str]] = (),
 ) -> None:
     """Insert `rows` (tables in the order first met, rows in order within a table: an
     identity column numbers them in that order) and send ``pg_notify`` on each channel of
-    `notify` (delivered at commit), in one statement."""
+    `notify` (delivered at commit; a (channel, payload) pair sends that payload), in one
+    statement."""
     tables: dict[Table, list[SQLModel]] = {}
     for row in rows:
         tables.setdefault(_table(row), []).append(row)
@@ -81,4 +94,11 @@ async def insert_all(
             for key in keys:
                 params[f"p{n}_{i}_{key}"] = getattr(row, key)
     shape = tuple((table, len(members)) for table, members in tables.items())
-    await session.execute(_statement(shape, tuple(notify)), params)
+    channels = []
+    for i, channel in enumerate(notify):
+        if isinstance(channel, tuple):
+            channel, params[f"notify_{i}"] = channel
+            channels.append((channel, True))
+        else:
+            channels.append((channel, False))
+    await session.execute(_statement(shape, tuple(channels)), params)

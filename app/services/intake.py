@@ -201,7 +201,10 @@ async def create_ticket(
                 created_at=now,
             )
         )
-    channels = [tickets.outbox_channel] + ([clock_store.TIMER_CHANNEL] if rows else [])
+    hint = clock_store.timer_hint(rows)
+    channels: list[str | tuple[str, str]] = [tickets.outbox_channel]
+    if hint is not None:
+        channels.append(hint)
     await inserts.insert_all(session, [*rows, *made], notify=channels)
     return view, False
 

@@ -150,6 +150,9 @@ class TimerLoop:
         self.sessions = make_sessionmaker(engine)
         self.listening = asyncio.Event()  # set while the LISTEN connection is up
         self._wake = asyncio.Event()
+        # The instant of the round this loop sleeps until; None during a round (and
+        # after a failed one), when every notification wakes it.
+        self._asleep_until: datetime | None = None
 
     # ---------------------------------------------------------------------- the loop
 
@@ -165,6 +168,7 @@ class TimerLoop:
                 health_interval=self.config.listener_health_interval,
                 backoff_max=self.config.error_backoff_max,
                 url=self.config.listen_url,
+                notify=self.notified,
             ),
             name=f"sladesk-{self.name}-listen",
         )
@@ -180,6 +184,18 @@ class TimerLoop:
         await stop.wait()
         self._wake.set()
 
+    def notified(self, payload: str) -> None:
+        """A NOTIFY on the timer channel: wake up, unless it is an intake's hint
+        (clocks.timer_hint) for an instant at or after the round this loop already
+        sleeps until — that round finds the new clocks (they are committed before the
+        NOTIFY is delivered) and plans for them. During a round every notification
+        wakes the loop: the round may have looked before those clocks were there."""
+        hinted = clock_store.hinted_instant(payload)
+        asleep_until = self._asleep_until
+        if hinted is not None and asleep_until is not None and hinted >= asleep_until:
+            return
+        self._wake.set()
+
     async def _loop(self, stop: asyncio.Event) -> None:
         await run_rounds(
             stop,
@@ -193,6 +209,7 @@ class TimerLoop:
     async def run_round(self) -> float:
         """Fire what is due (one batch of clocks, one of auto-closes); the seconds to
         wait before the next round."""
+        self._asleep_until = None
         now = self.clock()
         fired = await self.fire_thresholds(now)
         closed = await self.auto_close(now)
@@ -204,6 +221,9 @@ class TimerLoop:
             # A due row that could not be claimed is locked by another transaction for a
             # moment (an action, another replica): look again soon, without spinning.
             delay = min(delay, max((upcoming - self.clock()).total_seconds(), 0.005))
+        # Nothing is awaited from here to the sleep: a notification either came during
+        # the round (and wakes the sleep) or is compared with this instant.
+        self._asleep_until = self.clock() + timedelta(seconds=delay)
         return delay
 
     async def next_instant(self) -> datetime | None:
