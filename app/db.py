@@ -200,6 +200,20 @@ def read_only_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
     return make_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
 
 
+async def fetch_row(session: AsyncSession, sql: str, *args: Any) -> Any:
+    """One row of ``sql`` (``$1`` parameters; an asyncpg ``Record`` or None), straight from
+    the asyncpg connection under ``session``: SQLAlchemy's execution path costs more CPU
+    than a short statement itself, and every request asks one (its API key).
+
+    It runs on the session's connection (checked on checkout as usual), but outside the
+    session's transaction when the session has run nothing yet: the driver's adapter
+    sends BEGIN with the first SQLAlchemy statement. So: for reads that need no snapshot
+    shared with the statements after them. tests/test_hot_path.py counts these too."""
+    connection = await session.connection()
+    driver: Any = (await connection.get_raw_connection()).driver_connection
+    return await driver.fetchrow(sql, *args)
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """The unit of work of one request: commit on return, roll back on error. It also
     makes the cursor signing key current for the request (app.pagination)."""

@@ -16,13 +16,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, NamedTuple
 
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Row, select, text
+from sqlalchemy import select
 from sqlmodel import col
 
+from app import db
 from app.db import SessionDep
 from app.errors import Forbidden, NotFound, Unauthorized
 from app.http_contract import authenticates, check_request
@@ -117,19 +118,29 @@ async def _authenticated(
         raise Unauthorized("Send an API key as 'Authorization: Bearer <key>'.")
     # Every request asks this: a plain statement of the columns a principal is made of,
     # not an ORM entity (whose loading cost more than the rest of a ticket read).
-    row = (
-        await session.execute(_KEY_BY_HASH, {"key_hash": hash_key(credentials.credentials)})
-    ).first()
+    row = await db.fetch_row(session, _KEY_BY_HASH, hash_key(credentials.credentials))
     if row is None:
         raise Unauthorized("This API key is not valid.")
-    return _principal(request, row)
+    return _principal(request, _KeyRow(*row))
 
 
-_PRINCIPAL_COLUMNS = "id, role, organization_id, contact_id, agent_id, name, revoked_at, expires_at"
-_KEY_BY_HASH = text(f"SELECT {_PRINCIPAL_COLUMNS} FROM api_keys WHERE key_hash = :key_hash")
+class _KeyRow(NamedTuple):
+    """The columns a principal is made of."""
+
+    id: uuid.UUID
+    role: str
+    organization_id: uuid.UUID | None
+    contact_id: uuid.UUID | None
+    agent_id: uuid.UUID | None
+    name: str
+    revoked_at: datetime | None
+    expires_at: datetime | None
 
 
-def _principal(request: Request, row: ApiKey | Row[Any]) -> Principal:
+_KEY_BY_HASH = f"SELECT {', '.join(_KeyRow._fields)} FROM api_keys WHERE key_hash = $1"
+
+
+def _principal(request: Request, row: ApiKey | _KeyRow) -> Principal:
     """The key's principal once it is known valid; then the request's own contract
     (undeclared query parameters, body types: app.http_contract) is checked."""
     if row.revoked_at is not None:

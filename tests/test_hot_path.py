@@ -21,15 +21,27 @@ from tests.webhook_harness import rows
 
 @contextmanager
 def recorded(db: AsyncEngine) -> Iterator[list[str]]:
+    """Every statement a request sends: through SQLAlchemy, and straight through the
+    driver (app.db.fetch_row, the one way around SQLAlchemy in a request)."""
+    from app import db as app_db
+
     statements: list[str] = []
 
     def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         statements.append(" ".join(statement.split()))
 
+    fetch_row = app_db.fetch_row
+
+    async def counted(session: Any, sql: str, *args: Any) -> Any:
+        statements.append(" ".join(sql.split()))
+        return await fetch_row(session, sql, *args)
+
     event.listen(db.sync_engine, "before_cursor_execute", count)
+    app_db.fetch_row = counted  # type: ignore[assignment]
     try:
         yield statements
     finally:
+        app_db.fetch_row = fetch_row  # type: ignore[assignment]
         event.remove(db.sync_engine, "before_cursor_execute", count)
 
 
