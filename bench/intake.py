@@ -13,7 +13,8 @@
    Every sladesk request is a real entitled ticket with its SLA clocks, timeline event and
    outbox event: the bench counts them afterwards.
 
-Prints requests/s, p50 and p99 for each and the ratio sladesk / floor. Asserts nothing.
+Prints requests/s, p50 and p99 for each and the ratio sladesk / floor, and the CPU each
+request cost the service's processes and PostgreSQL. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import asyncpg
 import httpx
 
-from bench.common import _dsn, fresh_database
+from bench.common import _dsn, cpu_seconds, fresh_database, postgres_cpu_seconds
 from bench.escalation_latency import free_port, post, start_service
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -252,17 +253,29 @@ async def main() -> None:
             print(f"\nload: POST, {seconds:.0f} s per run after a 2 s warm-up")
             for load in (connections, (connections * 3) // 2):
                 results = {}
-                for name, target, extra in (
-                    ("sladesk", f"{base}/v1/tickets", headers),
-                    ("floor", f"{floor_base}/tickets", {}),
+                for name, target, extra, pid in (
+                    ("sladesk", f"{base}/v1/tickets", headers, proc.pid),
+                    ("floor", f"{floor_base}/tickets", {}, floor.pid),
                 ):
                     wrk(target, body, extra, load, 2)
+                    # CPU per request as well as requests/s: on a shared machine whose
+                    # speed drifts, where the time goes (the app's processes or the
+                    # database) is steadier than how much of it there is.
+                    app_cpu, db_cpu = cpu_seconds(pid), postgres_cpu_seconds()
                     results[name] = wrk(target, body, extra, load, seconds)
+                    done = max(results[name]["requests"], 1)
+                    results[name]["app_ms"] = (cpu_seconds(pid) - app_cpu) * 1000 / done
+                    results[name]["db_ms"] = (postgres_cpu_seconds() - db_cpu) * 1000 / done
                 for name, r in results.items():
                     print(
                         f"  {load:>3} conns  {name:<8} {r['rps']:8.0f} req/s   "
                         f"p50 {r['p50']:7.1f} ms   p99 {r['p99']:7.1f} ms   errors {r['errors']}"
                         f"   socket errors/timeouts {r['socket_errors']}"
+                    )
+                for name, r in results.items():
+                    print(
+                        f"  {load:>3} conns  {name:<8} CPU per request: its processes "
+                        f"{r['app_ms']:.2f} ms, PostgreSQL {r['db_ms']:.2f} ms"
                     )
                 ratio = results["sladesk"]["rps"] / results["floor"]["rps"]
                 print(f"  {load:>3} conns  ratio sladesk / floor: {ratio:.3f}")
