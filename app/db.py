@@ -214,6 +214,13 @@ async def fetch_row(session: AsyncSession, sql: str, *args: Any) -> Any:
     return await driver.fetchrow(sql, *args)
 
 
+async def fetch_rows(session: AsyncSession, sql: str, *args: Any) -> list[Any]:
+    """All rows of ``sql``, as :func:`fetch_row` (the same conditions)."""
+    connection = await session.connection()
+    driver: Any = (await connection.get_raw_connection()).driver_connection
+    return list(await driver.fetch(sql, *args))
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """The unit of work of one request: commit on return, roll back on error. It also
     makes the cursor signing key current for the request (app.pagination)."""

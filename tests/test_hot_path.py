@@ -22,7 +22,7 @@ from tests.webhook_harness import rows
 @contextmanager
 def recorded(db: AsyncEngine) -> Iterator[list[str]]:
     """Every statement a request sends: through SQLAlchemy, and straight through the
-    driver (app.db.fetch_row, the one way around SQLAlchemy in a request)."""
+    driver (app.db.fetch_row and fetch_rows, the ways around SQLAlchemy in a request)."""
     from app import db as app_db
 
     statements: list[str] = []
@@ -30,18 +30,22 @@ def recorded(db: AsyncEngine) -> Iterator[list[str]]:
     def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         statements.append(" ".join(statement.split()))
 
-    fetch_row = app_db.fetch_row
+    def counting(fetch: Any) -> Any:
+        async def counted(session: Any, sql: str, *args: Any) -> Any:
+            statements.append(" ".join(sql.split()))
+            return await fetch(session, sql, *args)
 
-    async def counted(session: Any, sql: str, *args: Any) -> Any:
-        statements.append(" ".join(sql.split()))
-        return await fetch_row(session, sql, *args)
+        return counted
 
+    originals = {name: getattr(app_db, name) for name in ("fetch_row", "fetch_rows")}
     event.listen(db.sync_engine, "before_cursor_execute", count)
-    app_db.fetch_row = counted  # type: ignore[assignment]
+    for name, fetch in originals.items():
+        setattr(app_db, name, counting(fetch))
     try:
         yield statements
     finally:
-        app_db.fetch_row = fetch_row  # type: ignore[assignment]
+        for name, fetch in originals.items():
+            setattr(app_db, name, fetch)
         event.remove(db.sync_engine, "before_cursor_execute", count)
 
 
