@@ -209,16 +209,18 @@ async def fetch_row(session: AsyncSession, sql: str, *args: Any) -> Any:
     session's transaction when the session has run nothing yet: the driver's adapter
     sends BEGIN with the first SQLAlchemy statement. So: for reads that need no snapshot
     shared with the statements after them. tests/test_hot_path.py counts these too."""
-    connection = await session.connection()
-    driver: Any = (await connection.get_raw_connection()).driver_connection
-    return await driver.fetchrow(sql, *args)
+    return await (await _driver(session)).fetchrow(sql, *args)
 
 
 async def fetch_rows(session: AsyncSession, sql: str, *args: Any) -> list[Any]:
     """All rows of ``sql``, as :func:`fetch_row` (the same conditions)."""
+    return list(await (await _driver(session)).fetch(sql, *args))
+
+
+async def _driver(session: AsyncSession) -> Any:
+    """The asyncpg connection under the session's connection."""
     connection = await session.connection()
-    driver: Any = (await connection.get_raw_connection()).driver_connection
-    return list(await driver.fetch(sql, *args))
+    return (await connection.get_raw_connection()).driver_connection
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:

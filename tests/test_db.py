@@ -20,7 +20,7 @@ from app.db import make_engine
 from app.errors import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
 from app.main import create_app
 from tests.conftest import client_for, raw_connect
-from tests.ticket_factories import make_desk, open_ticket
+from tests.ticket_factories import make_desk, open_ticket, ticket_body
 
 
 async def _backend(engine: AsyncEngine) -> int:
@@ -119,14 +119,7 @@ async def test_a_request_whose_connection_is_killed_answers_503_and_saves_nothin
     api = one_connection_api
     desk = await make_desk(api)
     first = await open_ticket(api, desk)
-    body = {
-        "organization_id": desk.org["id"],
-        "contact_id": desk.contact["id"],
-        "channel": "email",
-        "severity": "high",
-        "category": "technical",
-        "subject": "Lost with its connection",
-    }
+    body = ticket_body(desk, subject="Lost with its connection")
     retry_key = {"Idempotency-Key": "lost-connection"}
     holder, watcher = await raw_connect(url), await raw_connect(url)
     try:

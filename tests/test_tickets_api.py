@@ -80,6 +80,13 @@ async def test_customer_key_scope_and_actions(app: Any, admin: httpx.AsyncClient
         assert backdated.json()["errors"][0]["field"] == "body.received_at"
         elsewhere = await customer.post("/v1/tickets", json=_body(other))
         assert elsewhere.status_code in (404, 422)
+        # Nor as another contact of its organization.
+        colleague = await create_contact(admin, desk.org["id"])
+        as_colleague = await customer.post(
+            "/v1/tickets", json={**body, "contact_id": colleague["id"]}
+        )
+        assert as_colleague.status_code == 422
+        assert as_colleague.json()["errors"][0]["field"] == "body.contact_id"
         # Agents' notes never reach the customer.
         await act(admin, mine["id"], "note", body="customer is grumpy")
         await act(admin, mine["id"], "reply", body="We are on it")

@@ -38,8 +38,9 @@ async def make_desk(
     return Desk(calendar, plan, org, contact, contract)
 
 
-async def open_ticket(api: httpx.AsyncClient, desk: Desk, **fields: Any) -> dict[str, Any]:
-    body = {
+def ticket_body(desk: Desk, **fields: Any) -> dict[str, Any]:
+    """A request for a ticket at the desk (``fields`` override or add)."""
+    return {
         "organization_id": desk.org["id"],
         "contact_id": desk.contact["id"],
         "channel": "email",
@@ -49,7 +50,10 @@ async def open_ticket(api: httpx.AsyncClient, desk: Desk, **fields: Any) -> dict
         "description": "Since this morning every export ends with error 500.",
         **fields,
     }
-    response = await api.post("/v1/tickets", json=body)
+
+
+async def open_ticket(api: httpx.AsyncClient, desk: Desk, **fields: Any) -> dict[str, Any]:
+    response = await api.post("/v1/tickets", json=ticket_body(desk, **fields))
     assert response.status_code == 201, response.text
     return dict(response.json())
 

@@ -225,7 +225,8 @@ def _received_at(principal: Principal, data: TicketCreate, now: datetime) -> dat
 
 
 def _requester_id(principal: Principal, data: TicketCreate) -> uuid.UUID | None:
-    """The requester :func:`_requester` will look for (None when it refuses the request)."""
+    """The requester: a customer key's own contact, else the body's (:func:`_requester`
+    checks it; None when there is none)."""
     if principal.is_customer and principal.contact_id is not None:
         return principal.contact_id
     return data.contact_id
@@ -242,11 +243,9 @@ _LOCK_ORGANIZATION_CONTACT = (
 
 
 async def _requester(session: AsyncSession, principal: Principal, data: TicketCreate) -> Contact:
-    contact_id = data.contact_id
-    if principal.is_customer and principal.contact_id is not None:
-        if contact_id is not None and contact_id != principal.contact_id:
-            raise invalid_field("body.contact_id", "this key raises tickets as its own contact")
-        contact_id = principal.contact_id
+    contact_id = _requester_id(principal, data)
+    if data.contact_id is not None and data.contact_id != contact_id:
+        raise invalid_field("body.contact_id", "this key raises tickets as its own contact")
     if contact_id is None:
         raise invalid_field("body.contact_id", "name the requester (a contact of the organization)")
     contact = await session.get(Contact, contact_id)
